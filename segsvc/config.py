@@ -1,0 +1,101 @@
+"""Every setting of segsvc, typed, read from `SEGSVC_*` environment variables.
+
+One pydantic-settings model so that a bad value fails at start-up with the variable's
+name, and so that the README's settings table, docker-compose and the Kubernetes
+manifests can be checked against a single source (see tests/unit/test_deploy_files.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "segsvc"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; field `foo_bar` is read from `SEGSVC_FOO_BAR`."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGSVC_", extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host:5432/db). "
+        "Unset: start an embedded PostgreSQL in data_dir (development only).",
+    )
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Where the embedded PostgreSQL and the generated dev JWT secret live.",
+    )
+    grpc_addr: str = Field(default="0.0.0.0:50051", description="gRPC listen address.")
+    http_addr: str = Field(
+        default=":8081", description="HTTP listen address: /metrics, /healthz, /readyz, reports."
+    )
+    public_http_url: str | None = Field(
+        default=None,
+        description="Base URL put into report links; default http://<host>:<http port>.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 signing secret (>= 32 bytes). Required unless running embedded.",
+    )
+    token_ttl_seconds: int = Field(default=3600, gt=0, description="Access token lifetime.")
+    report_link_ttl_seconds: int = Field(default=3600, gt=0, description="Report link lifetime.")
+    pool_min_size: int = Field(default=2, ge=1, description="Database connections kept open.")
+    pool_size: int = Field(default=16, ge=1, description="Maximum database connections.")
+    pool_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Wait for a free connection before UNAVAILABLE."
+    )
+    grpc_workers: int = Field(default=16, ge=1, description="Threads serving RPCs.")
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16, description="bcrypt cost factor.")
+    password_workers: int = Field(
+        default=2, ge=1, description="Threads that hash and check passwords (CPU-bound)."
+    )
+    expiry_sweep_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often expired memberships are moved to history."
+    )
+    expiry_sweep_batch: int = Field(default=5000, ge=1, description="Rows per sweep batch.")
+    health_check_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often the database is pinged for health status."
+    )
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, description="Seconds in-flight RPCs get to finish on SIGTERM."
+    )
+    log_format: Literal["json", "console"] = Field(default="json", description="Log format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: enables TLS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key for tls_cert.")
+    tls_client_ca: Path | None = Field(
+        default=None, description="PEM CA bundle: require client certificates (mTLS)."
+    )
+    keepalive_time_ms: int = Field(default=60_000, gt=0, description="Server keepalive ping.")
+    keepalive_timeout_ms: int = Field(default=20_000, gt=0, description="Keepalive ack wait.")
+    max_message_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest gRPC message accepted or sent."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        url = value.get_secret_value()
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("grpc_addr", "http_addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port (host may be empty)")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when segsvc runs its own PostgreSQL: the development mode."""
+        return self.database_url is None
