@@ -1,0 +1,1 @@
+"""segsvc: dynamic user segmentation service (gRPC over PostgreSQL)."""

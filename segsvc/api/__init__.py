@@ -1,0 +1,1 @@
+"""The gRPC layer: servicers that translate, one interceptor, one status mapping."""

@@ -1,0 +1,179 @@
+"""The server interceptor: authentication, request ids, error mapping, metrics, logs.
+
+One wrapper around every handler, run on the worker thread that serves the call, so
+that each concern is applied exactly once per RPC and no servicer repeats it:
+
+- every method of `segmentation.v1` needs a valid bearer token unless it is listed in
+  PUBLIC_METHODS, so a newly added RPC is protected by default; health checking and
+  reflection live outside the package and stay public;
+- exceptions become statuses through api.status_mapping, never UNKNOWN;
+- one log line and one set of metrics per call, with the request id returned to the
+  caller in trailing metadata.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+
+from segsvc.api.call_context import CURRENT_CALL, CallInfo
+from segsvc.api.status_mapping import MappedStatus, map_exception
+from segsvc.domain.errors import Unauthenticated
+from segsvc.domain.tokens import TokenService
+from segsvc.observability.metrics import Metrics
+
+PROTECTED_PREFIX = "/segmentation.v1."
+PUBLIC_METHODS = frozenset(
+    {"/segmentation.v1.AuthService/SignUp", "/segmentation.v1.AuthService/SignIn"}
+)
+QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+REQUEST_ID_KEY = "x-request-id"
+
+log = structlog.get_logger("segsvc.rpc")
+
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    info: CallInfo
+    started: float
+
+
+@dataclass(frozen=True)
+class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every RPC handler of the server; see the module docstring."""
+
+    tokens: TokenService
+    metrics: Metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(method, handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(method, handler.unary_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(method, handler.stream_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+    def _unary(self, method: str, behavior: Behavior) -> Behavior:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            call = self._begin(method, context)
+            token = CURRENT_CALL.set(call.info)
+            code = grpc.StatusCode.OK
+            try:
+                call = self._authenticate(call, context)
+                CURRENT_CALL.set(call.info)
+                return behavior(request, context)
+            except Exception as exc:  # noqa: BLE001 - every error gets a proper status
+                mapped = self._map(call, exc)
+                code = mapped.code
+                context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))
+            finally:
+                self._end(call, code)
+                CURRENT_CALL.reset(token)
+
+        return wrapped
+
+    def _streaming(self, method: str, behavior: Behavior) -> Behavior:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            call = self._begin(method, context)
+            token = CURRENT_CALL.set(call.info)
+            code = grpc.StatusCode.OK
+            try:
+                call = self._authenticate(call, context)
+                CURRENT_CALL.set(call.info)
+                yield from behavior(request, context)
+            except GeneratorExit:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001 - every error gets a proper status
+                mapped = self._map(call, exc)
+                code = mapped.code
+                context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))
+            finally:
+                self._end(call, code)
+                CURRENT_CALL.reset(token)
+
+        return wrapped
+
+    def _begin(self, method: str, context: grpc.ServicerContext) -> _Call:
+        self.metrics.in_flight.inc()
+        request_id = ""
+        for key, value in context.invocation_metadata():
+            if key == REQUEST_ID_KEY and isinstance(value, str):
+                request_id = value[:128]
+        request_id = request_id or uuid.uuid4().hex
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+        return _Call(method, CallInfo(request_id), time.perf_counter())
+
+    def _authenticate(self, call: _Call, context: grpc.ServicerContext) -> _Call:
+        if not call.method.startswith(PROTECTED_PREFIX) or call.method in PUBLIC_METHODS:
+            return call
+        header = ""
+        for key, value in context.invocation_metadata():
+            if key == "authorization" and isinstance(value, str):
+                header = value
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+        account_id = self.tokens.verify(token.strip())
+        return _Call(call.method, CallInfo(call.info.request_id, account_id), call.started)
+
+    def _map(self, call: _Call, exc: Exception) -> MappedStatus:
+        mapped = map_exception(exc)
+        if not mapped.expected:
+            log.error(
+                "rpc_error",
+                method=call.method,
+                request_id=call.info.request_id,
+                code=mapped.code.name,
+                exc_info=exc,
+            )
+        return mapped
+
+    def _end(self, call: _Call, code: grpc.StatusCode) -> None:
+        elapsed = time.perf_counter() - call.started
+        self.metrics.in_flight.dec()
+        self.metrics.requests.labels(call.method, code.name).inc()
+        self.metrics.latency.labels(call.method).observe(elapsed)
+        level = "debug" if call.method.startswith(QUIET_PREFIXES) else "info"
+        getattr(log, level)(
+            "rpc",
+            method=call.method,
+            code=code.name,
+            duration_ms=round(elapsed * 1000, 3),
+            account_id=call.info.account_id,
+            request_id=call.info.request_id,
+        )

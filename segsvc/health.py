@@ -1,0 +1,75 @@
+"""Health status: gRPC health checking (grpc-health-checking) fed by a database watcher.
+
+Every `interval` seconds the watcher pings PostgreSQL and sets every service to SERVING
+or NOT_SERVING, so load balancers and Kubernetes probes stop sending traffic to a
+replica that cannot reach its database and resume when it can again. On shutdown the
+status turns NOT_SERVING for good before the server stops accepting calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import structlog
+from grpc_health.v1 import health, health_pb2
+
+from segsvc.store import migrations
+from segsvc.store.database import Database
+
+log = structlog.get_logger("segsvc.health")
+
+
+class HealthMonitor:
+    """Owns the HealthServicer and the watcher thread."""
+
+    def __init__(self, db: Database, service_names: Iterable[str], interval: float) -> None:
+        self.db = db
+        self.services = ["", *service_names]
+        self.interval = interval
+        self.servicer = health.HealthServicer()
+        self._serving: bool | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+
+    def start(self) -> None:
+        """Set the initial status and begin watching."""
+        self.check()
+        self._thread.start()
+
+    def check(self) -> bool:
+        """Ping the database once and publish the result; return it."""
+        serving = self.db.ping()
+        if serving != self._serving:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in self.services:
+                self.servicer.set(name, status)
+            if self._serving is not None:
+                log.warning("health_changed", serving=serving)
+            self._serving = serving
+        return serving
+
+    def readiness_problem(self) -> str | None:
+        """Why this replica should not get traffic, or None (HTTP /readyz)."""
+        if self._stop.is_set():
+            return "shutting down"
+        try:
+            with self.db.connection() as conn:
+                if not migrations.is_at_head(conn):
+                    return "database schema is not at the newest migration"
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return "database unreachable"
+        return None
+
+    def shutdown(self) -> None:
+        """NOT_SERVING from now on, whatever the database says."""
+        self._stop.set()
+        self.servicer.enter_graceful_shutdown()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()

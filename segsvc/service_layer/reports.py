@@ -1,0 +1,44 @@
+"""The monthly history report: a signed link to the CSV, or the CSV streamed over gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+from segsvc.domain.clock import Clock
+from segsvc.domain.report_links import ReportLinkSigner, ReportRequest
+from segsvc.domain.report_period import validate_period
+from segsvc.domain.user_ids import require_user_ids
+from segsvc.store import history
+from segsvc.store.database import Database
+
+MAX_REPORT_USERS = 100
+REPORT_PATH = "/reports/history.csv"
+
+
+@dataclass(frozen=True)
+class ReportService:
+    """Validates report requests, signs links, and streams the CSV."""
+
+    db: Database
+    clock: Clock
+    signer: ReportLinkSigner
+    public_url: str
+
+    def request(self, year: int, month: int, user_ids: Sequence[int]) -> ReportRequest:
+        """A validated report request (INVALID_ARGUMENT for a bad month or filter)."""
+        period = validate_period(year, month, self.clock())
+        require_user_ids(user_ids, MAX_REPORT_USERS)
+        return ReportRequest(period, tuple(sorted(set(user_ids))))
+
+    def link(self, year: int, month: int, user_ids: Sequence[int]) -> tuple[str, datetime]:
+        """A link to the report and the instant it expires."""
+        token, expires_at = self.signer.sign(self.request(year, month, user_ids))
+        return f"{self.public_url.rstrip('/')}{REPORT_PATH}?token={quote(token)}", expires_at
+
+    def stream(self, request: ReportRequest) -> Iterator[bytes]:
+        """The CSV document in chunks, straight from PostgreSQL."""
+        with self.db.transaction() as conn:
+            yield from history.stream_report(conn, request.period, request.user_ids, self.clock())

@@ -1,0 +1,118 @@
+"""Segments: creation with percentage rollout, deletion, lookup, listing, members."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from segsvc.domain import page_tokens
+from segsvc.domain.clock import Clock
+from segsvc.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from segsvc.domain.models import Segment
+from segsvc.domain.rollout import percent_to_basis_points
+from segsvc.domain.slugs import slug_violation
+from segsvc.store import memberships, segments
+from segsvc.store.database import Database
+
+MAX_DESCRIPTION = 1000
+MAX_SALT = 200
+MEMBER_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class SegmentService:
+    """Use cases of SegmentService (the reports live in ReportService)."""
+
+    db: Database
+    clock: Clock
+
+    def create(
+        self,
+        slug: str,
+        description: str,
+        auto_percent: float | None,
+        rollout_salt: str,
+        validate_only: bool,
+        account_id: int | None,
+    ) -> Segment:
+        """Create a segment and enrol its rollout share of users in one transaction.
+
+        With `validate_only`, nothing is written and member_count says how many of
+        today's users the rollout would enrol (exactly: the salt is deterministic).
+        """
+        self._validate(slug, description, rollout_salt)
+        basis_points = percent_to_basis_points(auto_percent) if auto_percent is not None else None
+        salt = (rollout_salt or slug) if basis_points else None
+        now = self.clock()
+        if validate_only:
+            with self.db.connection() as conn:
+                if segments.get_live(conn, slug):
+                    raise AlreadyExists("segment", slug)
+                count = segments.count_rollout(conn, salt, basis_points) if salt and basis_points else 0
+            return Segment(0, slug, description, basis_points, salt, now, count)
+        with self.db.transaction() as conn:
+            if basis_points:
+                segments.freeze_registrations(conn)
+            segment = segments.create(conn, slug, description, basis_points, salt, now, account_id)
+            enrolled = segments.enroll_all_users(conn, segment, now, account_id) if basis_points else 0
+        return replace(segment, member_count=enrolled)
+
+    @staticmethod
+    def _validate(slug: str, description: str, rollout_salt: str) -> None:
+        violations = [v for v in [slug_violation("slug", slug)] if v]
+        if len(description) > MAX_DESCRIPTION:
+            violations.append(
+                FieldViolation("description", f"must be at most {MAX_DESCRIPTION} characters")
+            )
+        if len(rollout_salt) > MAX_SALT:
+            violations.append(
+                FieldViolation("rollout_salt", f"must be at most {MAX_SALT} characters")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+
+    def delete(self, slug: str, account_id: int | None) -> Segment:
+        """Delete a live segment and end all its memberships (with history), atomically."""
+        self._require_slug(slug)
+        now = self.clock()
+        with self.db.transaction() as conn:
+            segment = segments.lock_for_delete(conn, slug)
+            if segment is None:
+                raise NotFound("segment", [slug])
+            segments.mark_deleted(conn, segment.id, now)
+            ended = memberships.remove_all_in_segment(conn, segment.id, now, account_id)
+        return replace(segment, member_count=ended)
+
+    def get(self, slug: str) -> Segment:
+        """A live segment with its number of active members."""
+        self._require_slug(slug)
+        with self.db.connection() as conn:
+            segment = segments.get_live(conn, slug)
+            if segment is None:
+                raise NotFound("segment", [slug])
+            return replace(segment, member_count=memberships.member_count(conn, segment.id, self.clock()))
+
+    def list(self, page_size: int, page_token: str) -> tuple[list[Segment], str]:
+        """One page of live segments by slug, and the token of the next page ('' if last)."""
+        size = page_tokens.page_size(page_size)
+        after = page_tokens.decode(page_token)
+        with self.db.connection() as conn:
+            page = segments.list_live(conn, after, size + 1)
+        if len(page) > size:
+            return page[:size], page_tokens.encode(page[size - 1].slug)
+        return page, ""
+
+    def stream_members(self, slug: str) -> Iterator[list[int]]:
+        """Chunks of the segment's active member ids, ascending."""
+        self._require_slug(slug)
+        now = self.clock()
+        with self.db.transaction() as conn:
+            segment = segments.get_live(conn, slug)
+            if segment is None:
+                raise NotFound("segment", [slug])
+            yield from memberships.stream_members(conn, segment.id, now, MEMBER_CHUNK)
+
+    @staticmethod
+    def _require_slug(slug: str) -> None:
+        if violation := slug_violation("slug", slug):
+            raise InvalidArgument([violation])

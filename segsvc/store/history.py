@@ -1,0 +1,65 @@
+"""SQL for reading membership history: one user's events, and the monthly CSV report.
+
+The report is produced by PostgreSQL itself (`COPY ... TO STDOUT`) and streamed through
+in chunks, so a month with millions of events never sits in memory. It includes
+memberships that expired inside the month but that the sweeper has not yet moved to
+history: the report is exact whether or not background work has run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from segsvc.domain.models import HistoryEvent, Reason
+from segsvc.domain.report_period import ReportPeriod
+from segsvc.store.database import Connection
+
+CSV_HEADER = "user_id;segment;operation;timestamp"
+
+_REPORT = """
+COPY (
+    SELECT user_id, slug, operation,
+           to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    FROM (
+        SELECT user_id, slug, operation, at, id
+        FROM membership_history
+        WHERE at >= %(start)s AND at < %(end)s AND operation IN ('add', 'remove')
+          AND (%(all_users)s OR user_id = ANY(%(user_ids)s))
+        UNION ALL
+        SELECT m.user_id, s.slug, 'remove', m.expires_at, NULL
+        FROM memberships m JOIN segments s ON s.id = m.segment_id
+        WHERE m.expires_at >= %(start)s AND m.expires_at < %(end)s
+          AND m.expires_at <= %(now)s
+          AND (%(all_users)s OR m.user_id = ANY(%(user_ids)s))
+    ) events
+    ORDER BY at, user_id, id NULLS LAST
+) TO STDOUT WITH (FORMAT csv, DELIMITER ';', HEADER false)
+"""
+
+
+def events_for_user(conn: Connection, user_id: int, until: datetime) -> list[HistoryEvent]:
+    """The user's history up to `until`, in the order it happened."""
+    rows = conn.execute(
+        "SELECT segment_id, slug, operation, reason, at, expires_at FROM membership_history"
+        " WHERE user_id = %s AND at <= %s ORDER BY at, id",
+        (user_id, until),
+    ).fetchall()
+    return [HistoryEvent(int(r[0]), r[1], r[2], Reason(r[3]), r[4], r[5]) for r in rows]
+
+
+def stream_report(
+    conn: Connection, period: ReportPeriod, user_ids: Sequence[int], now: datetime
+) -> Iterator[bytes]:
+    """The CSV report (header first) as chunks of bytes, straight from COPY."""
+    yield (CSV_HEADER + "\n").encode()
+    params = {
+        "start": period.start,
+        "end": period.end,
+        "now": now,
+        "all_users": not user_ids,
+        "user_ids": list(user_ids),
+    }
+    with conn.cursor().copy(_REPORT, params) as copy:
+        for chunk in copy:
+            yield bytes(chunk)
