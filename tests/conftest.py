@@ -1,0 +1,164 @@
+"""Fixtures shared by every test: a real PostgreSQL, a fresh database per test run, and
+a real segsvc server on a free loopback port.
+
+Where PostgreSQL comes from: SEGSVC_TEST_DATABASE_URL if set (an admin URL), else the
+server on 127.0.0.1:5432 if one answers, else an embedded one from the pgserver wheel.
+Each run creates its own database `segsvc_test_<random>` and drops it at the end, so
+runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+
+from segmentation.v1 import auth_service_pb2 as auth_pb
+from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
+from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
+from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.observability.logs import configure_logging
+from segsvc.server import SegsvcServer
+from segsvc.store.migrations import migrate
+from tests.support.clock import MovableClock
+from tests.support.names import Names
+from tests.support.servers import make_settings
+
+LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> Iterator[str]:
+    """A URL with the right to create databases."""
+    configured = os.environ.get("SEGSVC_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    if _reachable(LOCAL_ADMIN_URL):
+        yield LOCAL_ADMIN_URL
+        return
+    import pgserver  # noqa: PLC0415 - only when no server is around
+
+    with tempfile.TemporaryDirectory(prefix="segsvc-pg-") as data:
+        server = pgserver.get_server(Path(data), cleanup_mode="stop")
+        yield str(server.get_uri())
+        server.cleanup()
+
+
+def _with_database(admin: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(admin)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def fresh_database(admin_url: str) -> Iterator[Any]:
+    """A factory of empty databases, all dropped when the session ends."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"segsvc_test_{secrets.token_hex(6)}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        created.append(name)
+        return _with_database(admin_url, name)
+
+    yield make
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database: Any) -> str:
+    """The session's migrated database, shared by the in-process server and SQL tests."""
+    url: str = fresh_database()
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def clock() -> MovableClock:
+    """The server's clock; tests move it and the `restore_clock` fixture resets it."""
+    return MovableClock()
+
+
+@pytest.fixture(autouse=True)
+def restore_clock(clock: MovableClock) -> Iterator[None]:
+    """Every test starts at real time."""
+    clock.reset()
+    yield
+    clock.reset()
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, clock: MovableClock) -> Iterator[SegsvcServer]:
+    """A real segsvc server, in this process, for the whole session."""
+    configure_logging("console", "WARNING")
+    instance = SegsvcServer(make_settings(), database_url, clock=clock)
+    instance.start()
+    yield instance
+    instance.stop(grace=1)
+
+
+@pytest.fixture(scope="session")
+def channel(server: SegsvcServer) -> Iterator[grpc.Channel]:
+    """A plaintext channel to the session server."""
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def token(channel: grpc.Channel) -> str:
+    """An access token of a fresh account."""
+    auth = auth_grpc.AuthServiceStub(channel)
+    username = f"tester-{secrets.token_hex(4)}"
+    auth.SignUp(auth_pb.SignUpRequest(name="Test", username=username, password="password-1"))
+    reply = auth.SignIn(auth_pb.SignInRequest(username=username, password="password-1"))
+    return reply.access_token
+
+
+@pytest.fixture(scope="session")
+def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying the session token."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+@pytest.fixture(scope="session")
+def users(channel: grpc.Channel) -> user_grpc.UserServiceStub:
+    """UserService stub."""
+    return user_grpc.UserServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def segments(channel: grpc.Channel) -> segment_grpc.SegmentServiceStub:
+    """SegmentService stub."""
+    return segment_grpc.SegmentServiceStub(channel)
+
+
+@pytest.fixture
+def names() -> Names:
+    """Slugs and user ids no other test uses."""
+    return Names()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection to the session database, for checks behind the API."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn

@@ -1,0 +1,128 @@
+"""Many concurrent UpdateUserSegments calls for one user never lose or duplicate a
+membership, and history stays a strict add/remove alternation per segment."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
+from typing import Any
+
+import psycopg
+
+from segmentation.v1 import segment_service_pb2 as seg_pb
+from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
+from segmentation.v1 import user_service_pb2 as pb
+from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from tests.support.names import Names
+
+Metadata = tuple[tuple[str, str], ...]
+WORKERS = 12
+ROUNDS = 15
+
+
+def test_concurrent_adds_and_removes_of_one_user(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    db: psycopg.Connection[Any],
+) -> None:
+    slugs = [names.slug(f"C{i:02d}") for i in range(WORKERS)]
+    for slug in slugs:
+        segments.CreateSegment(seg_pb.CreateSegmentRequest(slug=slug), metadata=auth_metadata)
+    uid = names.user_id()
+
+    def worker(slug: str) -> None:
+        for _ in range(ROUNDS):
+            users.UpdateUserSegments(
+                pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
+                metadata=auth_metadata,
+            )
+            users.UpdateUserSegments(
+                pb.UpdateUserSegmentsRequest(user_id=uid, remove=[slug]), metadata=auth_metadata
+            )
+        users.UpdateUserSegments(
+            pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
+            metadata=auth_metadata,
+        )
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(worker, slugs))
+
+    final = users.GetUserSegments(pb.GetUserSegmentsRequest(user_id=uid), metadata=auth_metadata)
+    assert [s.slug for s in final.user.segments] == sorted(slugs)
+    rows = db.execute(
+        "SELECT slug, operation FROM membership_history WHERE user_id = %s ORDER BY slug, id",
+        (uid,),
+    ).fetchall()
+    for slug, events in groupby(rows, key=lambda r: r[0]):
+        operations = [e[1] for e in events]
+        assert operations == ["add", "remove"] * ROUNDS + ["add"], slug
+
+
+def test_concurrent_identical_adds_create_one_membership(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    db: psycopg.Connection[Any],
+) -> None:
+    slug = names.slug("SAME")
+    segments.CreateSegment(seg_pb.CreateSegmentRequest(slug=slug), metadata=auth_metadata)
+    uid = names.user_id()  # not registered yet: registration races too
+
+    def add(_: int) -> list[str]:
+        reply = users.UpdateUserSegments(
+            pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
+            metadata=auth_metadata,
+        )
+        return [s.slug for s in reply.user.segments]
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(add, range(WORKERS * 2)))
+    assert all(r == [slug] for r in results)
+    history = db.execute(
+        "SELECT operation FROM membership_history WHERE user_id = %s", (uid,)
+    ).fetchall()
+    assert [h[0] for h in history] == ["add"]
+    count = db.execute("SELECT count(*) FROM users WHERE user_id = %s", (uid,)).fetchone()
+    assert count is not None and count[0] == 1
+
+
+def test_delete_racing_with_adds_leaves_no_orphans(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    db: psycopg.Connection[Any],
+) -> None:
+    slug = names.slug("RACE")
+    segments.CreateSegment(seg_pb.CreateSegmentRequest(slug=slug), metadata=auth_metadata)
+    ids = names.user_ids(60)
+
+    def add(uid: int) -> None:
+        try:
+            users.UpdateUserSegments(
+                pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
+                metadata=auth_metadata,
+            )
+        except Exception as exc:  # NOT_FOUND once the delete has won
+            assert "not found" in str(exc)
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(add, uid) for uid in ids]
+        segments.DeleteSegment(seg_pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata)
+        for f in futures:
+            f.result()
+    orphans = db.execute(
+        "SELECT count(*) FROM memberships m JOIN segments s ON s.id = m.segment_id"
+        " WHERE s.slug = %s AND s.deleted_at IS NOT NULL",
+        (slug,),
+    ).fetchone()
+    assert orphans is not None and orphans[0] == 0
+    balance = db.execute(
+        "SELECT count(*) FILTER (WHERE operation = 'add') - count(*) FILTER (WHERE operation = 'remove')"
+        " FROM membership_history WHERE slug = %s",
+        (slug,),
+    ).fetchone()
+    assert balance is not None and balance[0] == 0
