@@ -12,10 +12,16 @@ class MovableClock:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._offset = timedelta(0)
+        self._frozen: datetime | None = None
 
     def __call__(self) -> datetime:
         with self._lock:
-            return datetime.now(UTC) + self._offset
+            return self._frozen or datetime.now(UTC) + self._offset
+
+    def freeze(self, instant: datetime) -> None:
+        """Stop time at `instant` until reset."""
+        with self._lock:
+            self._frozen = instant
 
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward (or back, with a negative delta)."""
@@ -31,3 +37,4 @@ class MovableClock:
         """Back to real time."""
         with self._lock:
             self._offset = timedelta(0)
+            self._frozen = None

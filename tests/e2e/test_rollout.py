@@ -1,0 +1,144 @@
+"""Percentage rollout through the real server: deterministic, sticky, applied to users
+known at creation and to users registered later, never undoing an explicit removal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+
+from segmentation.v1 import segment_service_pb2 as seg_pb
+from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
+from segmentation.v1 import user_service_pb2 as pb
+from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.domain.rollout import is_enrolled
+from tests.support.names import Names
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+@pytest.fixture
+def rollouts(
+    segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata
+) -> Iterator[list[str]]:
+    """Slugs appended here are deleted after the test: a live rollout would enrol the
+    users every later test registers."""
+    created: list[str] = []
+    yield created
+    for slug in created:
+        segments.DeleteSegment(seg_pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata)
+
+
+def members(segments: seg_grpc.SegmentServiceStub, md: Metadata, slug: str) -> set[int]:
+    stream = segments.ListSegmentUsers(seg_pb.ListSegmentUsersRequest(slug=slug), metadata=md)
+    return {uid for chunk in stream for uid in chunk.user_ids}
+
+
+def test_existing_users_are_enrolled_exactly_as_the_hash_says(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    rollouts: list[str],
+) -> None:
+    ids = names.user_ids(20_000)
+    users.ImportUsers(iter([pb.ImportUsersRequest(user_ids=ids)]), metadata=auth_metadata)
+    slug = names.slug("VOICE")
+    preview = segments.CreateSegment(
+        seg_pb.CreateSegmentRequest(slug=slug, auto_percent=12.5, validate_only=True),
+        metadata=auth_metadata,
+    )
+    with pytest.raises(grpc.RpcError) as err:  # validate_only created nothing
+        segments.GetSegment(seg_pb.GetSegmentRequest(slug=slug), metadata=auth_metadata)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    created = segments.CreateSegment(
+        seg_pb.CreateSegmentRequest(slug=slug, auto_percent=12.5), metadata=auth_metadata
+    )
+    rollouts.append(slug)
+    assert created.segment.auto_percent == 12.5
+    assert created.segment.rollout_salt == slug
+    assert created.segment.member_count == preview.segment.member_count
+    expected = {u for u in ids if is_enrolled(slug, 1250, u)}
+    assert members(segments, auth_metadata, slug) & set(ids) == expected
+    assert 0.10 < len(expected) / len(ids) < 0.15
+
+
+def test_users_registered_later_are_enrolled_iff_the_hash_says_so(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    rollouts: list[str],
+) -> None:
+    slug = names.slug("LATER")
+    segments.CreateSegment(
+        seg_pb.CreateSegmentRequest(slug=slug, auto_percent=30, rollout_salt=f"{slug}:v2"),
+        metadata=auth_metadata,
+    )
+    rollouts.append(slug)
+    plain = names.slug("PLAIN")
+    segments.CreateSegment(seg_pb.CreateSegmentRequest(slug=plain), metadata=auth_metadata)
+    created, implicit, imported = names.user_ids(200), names.user_ids(200), names.user_ids(2000)
+    for uid in created:
+        reply = users.CreateUser(pb.CreateUserRequest(user_id=uid), metadata=auth_metadata)
+        assert (slug in [s.slug for s in reply.user.segments]) == is_enrolled(f"{slug}:v2", 3000, uid)
+        if reply.user.segments:
+            assert reply.user.segments[0].reason == pb.MEMBERSHIP_REASON_ROLLOUT
+    for uid in implicit:
+        users.UpdateUserSegments(
+            pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=plain)]),
+            metadata=auth_metadata,
+        )
+    users.ImportUsers(iter([pb.ImportUsersRequest(user_ids=imported)]), metadata=auth_metadata)
+    everyone = created + implicit + imported
+    expected = {u for u in everyone if is_enrolled(f"{slug}:v2", 3000, u)}
+    assert members(segments, auth_metadata, slug) & set(everyone) == expected
+    assert expected  # 2400 users at 30 %: an empty set would mean the rule never fired
+
+
+def test_explicit_removal_sticks(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    rollouts: list[str],
+    db: psycopg.Connection[Any],
+) -> None:
+    slug = names.slug("STICKY")
+    segments.CreateSegment(
+        seg_pb.CreateSegmentRequest(slug=slug, auto_percent=100), metadata=auth_metadata
+    )
+    rollouts.append(slug)
+    uid = names.user_id()
+    first = users.CreateUser(pb.CreateUserRequest(user_id=uid), metadata=auth_metadata)
+    assert [s.slug for s in first.user.segments] == [slug]
+    users.UpdateUserSegments(
+        pb.UpdateUserSegmentsRequest(user_id=uid, remove=[slug]), metadata=auth_metadata
+    )
+    # Registration paths run again for this user: none may re-enrol it.
+    with pytest.raises(grpc.RpcError):
+        users.CreateUser(pb.CreateUserRequest(user_id=uid), metadata=auth_metadata)
+    users.ImportUsers(iter([pb.ImportUsersRequest(user_ids=[uid])]), metadata=auth_metadata)
+    again = users.GetUserSegments(pb.GetUserSegmentsRequest(user_id=uid), metadata=auth_metadata)
+    assert list(again.user.segments) == []
+    reasons = db.execute(
+        "SELECT operation, reason FROM membership_history WHERE user_id = %s ORDER BY id", (uid,)
+    ).fetchall()
+    assert [tuple(r) for r in reasons] == [("add", "rollout"), ("remove", "manual")]
+
+
+@pytest.mark.parametrize("percent", [0, -1, 100.5, 12.345])
+def test_invalid_percentages(
+    segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata, names: Names, percent: float
+) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        segments.CreateSegment(
+            seg_pb.CreateSegmentRequest(slug=names.slug(), auto_percent=percent),
+            metadata=auth_metadata,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "auto_percent" in (err.value.details() or "")
