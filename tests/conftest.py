@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import psycopg
@@ -61,9 +62,8 @@ def admin_url() -> Iterator[str]:
 
 
 def _with_database(admin: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(admin)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
+    """The admin URL pointed at another database (query options such as host kept)."""
+    return urlsplit(admin)._replace(path=f"/{name}").geturl()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -81,6 +82,8 @@ def start_process(env: dict[str, str], timeout: float = 60) -> ServerProcess:
         lines.append(line)
         event = _parse(line)
         if event.get("event") == "serving":
+            # Keep reading, or a chatty server blocks once the pipe buffer is full.
+            threading.Thread(target=lambda: lines.extend(stream), daemon=True).start()
             return ServerProcess(process, int(event["grpc_port"]), int(event["http_port"]), lines)
     process.kill()
     raise AssertionError("segsvc did not start:\n" + "".join(lines))
