@@ -92,6 +92,12 @@ def database_url(fresh_database: Any) -> str:
     return url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_logs() -> None:
+    """In-process servers log like production, but only warnings, to keep output readable."""
+    configure_logging("console", "WARNING")
+
+
 @pytest.fixture(scope="session")
 def clock() -> MovableClock:
     """The server's clock; tests move it and the `restore_clock` fixture resets it."""
@@ -109,7 +115,6 @@ def restore_clock(clock: MovableClock) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def server(database_url: str, clock: MovableClock) -> Iterator[SegsvcServer]:
     """A real segsvc server, in this process, for the whole session."""
-    configure_logging("console", "WARNING")
     instance = SegsvcServer(make_settings(), database_url, clock=clock)
     instance.start()
     yield instance

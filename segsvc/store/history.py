@@ -33,7 +33,7 @@ COPY (
           AND m.expires_at <= %(now)s
           AND (%(all_users)s OR m.user_id = ANY(%(user_ids)s))
     ) events
-    ORDER BY at, user_id, id NULLS LAST
+    ORDER BY at, user_id, slug, id NULLS LAST
 ) TO STDOUT WITH (FORMAT csv, DELIMITER ';', HEADER false)
 """
 
