@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     @field_validator("grpc_addr", "http_addr")
     @classmethod
     def _check_addr(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not host:port (host may be empty)")
         return value

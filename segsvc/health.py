@@ -61,7 +61,7 @@ class HealthMonitor:
             with self.db.connection() as conn:
                 if not migrations.is_at_head(conn):
                     return "database schema is not at the newest migration"
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
+        except Exception:
             return "database unreachable"
         return None
 

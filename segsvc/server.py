@@ -17,11 +17,11 @@ from pathlib import Path
 import grpc
 import structlog
 from grpc_reflection.v1alpha import reflection
-
 from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_pb2
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
@@ -165,12 +165,15 @@ class SegsvcServer:
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
-        from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         reflection.enable_server_reflection(
-            [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             server,
         )
         return server

@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 import grpc
 import psycopg
 import pytest
-
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from segsvc.observability.logs import configure_logging
 from segsvc.server import SegsvcServer
 from segsvc.store.migrations import migrate
@@ -53,10 +53,10 @@ def admin_url() -> Iterator[str]:
     if _reachable(LOCAL_ADMIN_URL):
         yield LOCAL_ADMIN_URL
         return
-    import pgserver  # noqa: PLC0415 - only when no server is around
+    from pgserver.postgres_server import get_server
 
     with tempfile.TemporaryDirectory(prefix="segsvc-pg-") as data:
-        server = pgserver.get_server(Path(data), cleanup_mode="stop")
+        server = get_server(Path(data), cleanup_mode="stop")
         yield str(server.get_uri())
         server.cleanup()
 
@@ -74,14 +74,14 @@ def fresh_database(admin_url: str) -> Iterator[Any]:
     def make() -> str:
         name = f"segsvc_test_{secrets.token_hex(6)}"
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"')
         created.append(name)
         return _with_database(admin_url, name)
 
     yield make
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for name in created:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

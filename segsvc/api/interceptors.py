@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -47,8 +47,15 @@ class _Call:
     started: float
 
 
+if TYPE_CHECKING:
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+else:  # grpc's runtime classes are not generic
+    _Interceptor = grpc.ServerInterceptor
+
+
 @dataclass(frozen=True)
-class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class ServerInterceptor(_Interceptor):
     """Wraps every RPC handler of the server; see the module docstring."""
 
     tokens: TokenService
@@ -56,9 +63,9 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> _Handler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -81,6 +88,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 handler.request_deserializer,
                 handler.response_serializer,
             )
+        assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
             self._streaming(method, handler.stream_stream),
             handler.request_deserializer,
@@ -96,7 +104,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 call = self._authenticate(call, context)
                 CURRENT_CALL.set(call.info)
                 return behavior(request, context)
-            except Exception as exc:  # noqa: BLE001 - every error gets a proper status
+            except Exception as exc:
                 mapped = self._map(call, exc)
                 code = mapped.code
                 context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))
@@ -118,7 +126,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             except GeneratorExit:
                 code = grpc.StatusCode.CANCELLED
                 raise
-            except Exception as exc:  # noqa: BLE001 - every error gets a proper status
+            except Exception as exc:
                 mapped = self._map(call, exc)
                 code = mapped.code
                 context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))

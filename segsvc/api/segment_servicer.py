@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-
 from segmentation.v1 import segment_service_pb2 as pb
 from segmentation.v1 import segment_service_pb2_grpc as pb_grpc
+
 from segsvc.api import messages
 from segsvc.api.call_context import current_account_id
 from segsvc.service_layer.reports import ReportService
@@ -48,7 +48,7 @@ class SegmentServicer(pb_grpc.SegmentServiceServicer):
     def ListSegments(
         self, request: pb.ListSegmentsRequest, context: grpc.ServicerContext
     ) -> pb.ListSegmentsResponse:
-        page, next_token = self.segments.list(request.page_size, request.page_token)
+        page, next_token = self.segments.list_page(request.page_size, request.page_token)
         return pb.ListSegmentsResponse(
             segments=[messages.segment(s) for s in page], next_page_token=next_token
         )

@@ -46,7 +46,7 @@ class MappedStatus:
 class _Status(grpc.Status):
     code: grpc.StatusCode
     details: str
-    trailing_metadata: Metadata
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -95,4 +95,3 @@ def map_exception(exc: BaseException) -> MappedStatus:
             )
         case _:
             return MappedStatus(code.INTERNAL, "internal error", expected=False)
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from segsvc.domain.models import ActiveSegment, HistoryEvent, Reason
+from segsvc.domain.models import ActiveSegment, HistoryEvent
 
 
 def segments_at(events: Iterable[HistoryEvent], instant: datetime) -> list[ActiveSegment]:
@@ -33,4 +33,3 @@ def segments_at(events: Iterable[HistoryEvent], instant: datetime) -> list[Activ
             )
     active = [s for s in state.values() if s.expires_at is None or s.expires_at > instant]
     return sorted(active, key=lambda s: s.slug)
-

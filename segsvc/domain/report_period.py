@@ -50,7 +50,5 @@ def validate_period(year: int, month: int, now: datetime) -> ReportPeriod:
         raise InvalidArgument(violations)
     period = ReportPeriod(year, month)
     if period.start > now:
-        raise InvalidArgument.single(
-            "month", f"{period.label} is in the future (now {now:%Y-%m})"
-        )
+        raise InvalidArgument.single("month", f"{period.label} is in the future (now {now:%Y-%m})")
     return period

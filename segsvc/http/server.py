@@ -32,9 +32,7 @@ class HttpEndpoints:
     def __init__(self, host: str, port: int) -> None:
         self.server = ThreadingHTTPServer((host, port), BaseHTTPRequestHandler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, name="http", daemon=True
-        )
+        self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     def route(
         self,
@@ -131,8 +129,10 @@ def _handler_class(
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             # Query strings carry report tokens: log the path only.
-            log.debug("http", path=urlsplit(self.path).path, status=args[1] if len(args) > 1 else "")
+            log.debug(
+                "http", path=urlsplit(self.path).path, status=args[1] if len(args) > 1 else ""
+            )
 
     return Handler

@@ -51,13 +51,13 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch_pool(self, pool: ConnectionPool) -> None:  # type: ignore[type-arg]
+    def watch_pool(self, pool: ConnectionPool) -> None:
         """Export the pool's live statistics."""
         self.registry.register(_PoolCollector(pool))
 
 
 class _PoolCollector(Collector):
-    def __init__(self, pool: ConnectionPool) -> None:  # type: ignore[type-arg]
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

@@ -44,9 +44,7 @@ class MembershipService:
                 raise AlreadyExists("user", str(user_id))
             return memberships.active_for_user(conn, user_id, now)
 
-    def import_users(
-        self, chunks: Iterable[Sequence[int]], account_id: int | None
-    ) -> ImportResult:
+    def import_users(self, chunks: Iterable[Sequence[int]], account_id: int | None) -> ImportResult:
         """Register many ids in one transaction: all of them, or none if any is invalid."""
 
         def validated() -> Iterable[Sequence[int]]:

@@ -48,13 +48,17 @@ class SegmentService:
             with self.db.connection() as conn:
                 if segments.get_live(conn, slug):
                     raise AlreadyExists("segment", slug)
-                count = segments.count_rollout(conn, salt, basis_points) if salt and basis_points else 0
+                count = (
+                    segments.count_rollout(conn, salt, basis_points) if salt and basis_points else 0
+                )
             return Segment(0, slug, description, basis_points, salt, now, count)
         with self.db.transaction() as conn:
             if basis_points:
                 segments.freeze_registrations(conn)
             segment = segments.create(conn, slug, description, basis_points, salt, now, account_id)
-            enrolled = segments.enroll_all_users(conn, segment, now, account_id) if basis_points else 0
+            enrolled = (
+                segments.enroll_all_users(conn, segment, now, account_id) if basis_points else 0
+            )
         return replace(segment, member_count=enrolled)
 
     @staticmethod
@@ -90,9 +94,11 @@ class SegmentService:
             segment = segments.get_live(conn, slug)
             if segment is None:
                 raise NotFound("segment", [slug])
-            return replace(segment, member_count=memberships.member_count(conn, segment.id, self.clock()))
+            return replace(
+                segment, member_count=memberships.member_count(conn, segment.id, self.clock())
+            )
 
-    def list(self, page_size: int, page_token: str) -> tuple[list[Segment], str]:
+    def list_page(self, page_size: int, page_token: str) -> tuple[list[Segment], str]:
         """One page of live segments by slug, and the token of the next page ('' if last)."""
         size = page_tokens.page_size(page_size)
         after = page_tokens.decode(page_token)

@@ -12,8 +12,7 @@ def create(conn: Connection, name: str, username: str, password_hash: str) -> in
     """Insert an account and return its id; AlreadyExists if the username is taken."""
     try:
         row = conn.execute(
-            "INSERT INTO accounts (name, username, password_hash) VALUES (%s, %s, %s)"
-            " RETURNING id",
+            "INSERT INTO accounts (name, username, password_hash) VALUES (%s, %s, %s) RETURNING id",
             (name, username, password_hash),
         ).fetchone()
     except psycopg.errors.UniqueViolation:

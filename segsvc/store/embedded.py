@@ -14,7 +14,7 @@ from typing import Any
 def start_embedded(data_dir: Path) -> tuple[str, Any]:
     """Start (or reuse) PostgreSQL in `data_dir`; return its URL and the handle to keep."""
     try:
-        import pgserver  # noqa: PLC0415  (optional dependency, development only)
+        from pgserver.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError(
             "no SEGSVC_DATABASE_URL and the embedded PostgreSQL is not installed: "
@@ -22,5 +22,5 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
         ) from exc
     pgdata = data_dir / "pgdata"
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     return str(server.get_uri()), server

@@ -161,8 +161,12 @@ def remove(
         SELECT g.user_id, g.segment_id, s.slug, 'remove', 'manual', %(now)s, %(account_id)s
         FROM gone g JOIN segments s ON s.id = g.segment_id
         """,
-        {"user_id": user_id, "segment_ids": list(segment_ids), "now": now,
-         "account_id": account_id},
+        {
+            "user_id": user_id,
+            "segment_ids": list(segment_ids),
+            "now": now,
+            "account_id": account_id,
+        },
     )
 
 

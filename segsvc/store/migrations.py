@@ -88,7 +88,7 @@ def migrate(conninfo: str, target: int | None = None, directory: Path = DEFAULT_
             for m in migrations:
                 if m.version <= goal and m.version not in done:
                     with conn.transaction():
-                        conn.execute(m.up.read_text())  # type: ignore[arg-type]
+                        conn.execute(m.up.read_text())
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                             (m.version, m.name),
@@ -97,8 +97,10 @@ def migrate(conninfo: str, target: int | None = None, directory: Path = DEFAULT_
             for m in reversed(migrations):
                 if m.version > goal and m.version in done:
                     with conn.transaction():
-                        conn.execute(m.down.read_text())  # type: ignore[arg-type]
-                        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (m.version,))
+                        conn.execute(m.down.read_text())
+                        conn.execute(
+                            "DELETE FROM schema_migrations WHERE version = %s", (m.version,)
+                        )
                     changed.append(m.version)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_ID,))

@@ -15,8 +15,6 @@ from segsvc.domain.errors import AlreadyExists
 from segsvc.domain.models import Segment
 from segsvc.store.database import Connection
 
-_COLUMNS = "id, slug, description, rollout_bp, rollout_salt, created_at"
-
 
 def _segment(row: tuple[object, ...], member_count: int | None = None) -> Segment:
     return Segment(
@@ -44,7 +42,8 @@ def create(
         row = conn.execute(
             "INSERT INTO segments"
             " (slug, description, rollout_bp, rollout_salt, created_at, created_by)"
-            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            " VALUES (%s, %s, %s, %s, %s, %s)"
+            " RETURNING id, slug, description, rollout_bp, rollout_salt, created_at",
             (slug, description, rollout_bp, rollout_salt, now, account_id),
         ).fetchone()
     except psycopg.errors.UniqueViolation:
@@ -105,7 +104,9 @@ def count_rollout(conn: Connection, salt: str, basis_points: int) -> int:
 def get_live(conn: Connection, slug: str) -> Segment | None:
     """The live segment with this slug, or None."""
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM segments WHERE slug = %s AND deleted_at IS NULL", (slug,)
+        "SELECT id, slug, description, rollout_bp, rollout_salt, created_at"
+        " FROM segments WHERE slug = %s AND deleted_at IS NULL",
+        (slug,),
     ).fetchone()
     return _segment(row) if row else None
 
@@ -129,7 +130,8 @@ def lock_live(conn: Connection, slugs: Sequence[str]) -> dict[str, int]:
 def lock_for_delete(conn: Connection, slug: str) -> Segment | None:
     """The live segment with this slug, locked against concurrent membership writes."""
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM segments WHERE slug = %s AND deleted_at IS NULL FOR UPDATE",
+        "SELECT id, slug, description, rollout_bp, rollout_salt, created_at"
+        " FROM segments WHERE slug = %s AND deleted_at IS NULL FOR UPDATE",
         (slug,),
     ).fetchone()
     return _segment(row) if row else None
@@ -143,8 +145,8 @@ def mark_deleted(conn: Connection, segment_id: int, now: datetime) -> None:
 def list_live(conn: Connection, after_slug: str, limit: int) -> list[Segment]:
     """Live segments with slug > after_slug, ascending (keyset pagination)."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM segments WHERE deleted_at IS NULL AND slug > %s"
-        " ORDER BY slug LIMIT %s",
+        "SELECT id, slug, description, rollout_bp, rollout_salt, created_at"
+        " FROM segments WHERE deleted_at IS NULL AND slug > %s ORDER BY slug LIMIT %s",
         (after_slug, limit),
     ).fetchall()
     return [_segment(r) for r in rows]

@@ -52,7 +52,7 @@ def _register(
     # after any concurrent rollout creation (which holds SHARE on users) has committed:
     # then either that segment sees our users or we see that segment, never neither.
     conn.execute("LOCK TABLE users IN ROW EXCLUSIVE MODE")
-    query = sql.SQL(_REGISTER).format(source=source)  # type: ignore[arg-type]
+    query = sql.SQL(_REGISTER).format(source=source)
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])

@@ -12,10 +12,10 @@ import grpc
 import jwt
 import pytest
 from google.protobuf import descriptor, message_factory
-
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2, user_service_pb2
+
 from segsvc.api.interceptors import PUBLIC_METHODS
 from tests.support.names import Names
 from tests.support.servers import JWT_SECRET
@@ -39,20 +39,17 @@ def call_any(channel: grpc.Channel, method: descriptor.MethodDescriptor, token: 
     path = f"/{method.containing_service.full_name}/{method.name}"
     request_cls = message_factory.GetMessageClass(method.input_type)
     response_cls = message_factory.GetMessageClass(method.output_type)
-    kwargs = {
-        "request_serializer": request_cls.SerializeToString,
-        "response_deserializer": response_cls.FromString,
-    }
+    encode, decode = request_cls.SerializeToString, response_cls.FromString
     metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
     request = request_cls()
     if method.client_streaming and method.server_streaming:
-        list(channel.stream_stream(path, **kwargs)(iter([request]), metadata=metadata))
+        list(channel.stream_stream(path, encode, decode)(iter([request]), metadata=metadata))
     elif method.client_streaming:
-        channel.stream_unary(path, **kwargs)(iter([request]), metadata=metadata)
+        channel.stream_unary(path, encode, decode)(iter([request]), metadata=metadata)
     elif method.server_streaming:
-        list(channel.unary_stream(path, **kwargs)(request, metadata=metadata))
+        list(channel.unary_stream(path, encode, decode)(request, metadata=metadata))
     else:
-        channel.unary_unary(path, **kwargs)(request, metadata=metadata)
+        channel.unary_unary(path, encode, decode)(request, metadata=metadata)
 
 
 def forged_tokens() -> dict[str, str]:
@@ -62,7 +59,12 @@ def forged_tokens() -> dict[str, str]:
     def b64(data: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    unsigned = {"sub": "1", "iss": "segsvc", "iat": int(now.timestamp()), "exp": int(now.timestamp()) + 3600}
+    unsigned = {
+        "sub": "1",
+        "iss": "segsvc",
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + 3600,
+    }
     return {
         "empty": "",
         "garbage": "not-a-jwt",
@@ -74,7 +76,9 @@ def forged_tokens() -> dict[str, str]:
             JWT_SECRET,
             algorithm="HS256",
         ),
-        "no exp": jwt.encode({"sub": "1", "iss": "segsvc", "iat": now}, JWT_SECRET, algorithm="HS256"),
+        "no exp": jwt.encode(
+            {"sub": "1", "iss": "segsvc", "iat": now}, JWT_SECRET, algorithm="HS256"
+        ),
     }
 
 
@@ -103,7 +107,9 @@ def test_a_valid_token_passes_the_interceptor(channel: grpc.Channel, token: str)
 def test_sign_up_sign_in_and_errors(channel: grpc.Channel, names: Names) -> None:
     auth = auth_grpc.AuthServiceStub(channel)
     username = f"ann-{names.tag.lower()}"
-    first = auth.SignUp(auth_pb.SignUpRequest(name="Ann", username=username, password="long-password"))
+    first = auth.SignUp(
+        auth_pb.SignUpRequest(name="Ann", username=username, password="long-password")
+    )
     assert first.account_id > 0
     with pytest.raises(grpc.RpcError) as err:
         auth.SignUp(auth_pb.SignUpRequest(name="Ann", username=username, password="long-password"))
@@ -126,13 +132,21 @@ def test_sign_up_sign_in_and_errors(channel: grpc.Channel, names: Names) -> None
     ("request_", "field"),
     [
         (auth_pb.SignUpRequest(name="", username="okname", password="long-password"), "name"),
-        (auth_pb.SignUpRequest(name="A", username="Bad Name", password="long-password"), "username"),
+        (
+            auth_pb.SignUpRequest(name="A", username="Bad Name", password="long-password"),
+            "username",
+        ),
         (auth_pb.SignUpRequest(name="A", username="okname", password="short"), "password"),
         (auth_pb.SignUpRequest(name="A", username="okname", password="é" * 40), "password"),
-        (auth_pb.SignUpRequest(name="x" * 201, username="okname", password="long-password"), "name"),
+        (
+            auth_pb.SignUpRequest(name="x" * 201, username="okname", password="long-password"),
+            "name",
+        ),
     ],
 )
-def test_sign_up_validation(channel: grpc.Channel, request_: auth_pb.SignUpRequest, field: str) -> None:
+def test_sign_up_validation(
+    channel: grpc.Channel, request_: auth_pb.SignUpRequest, field: str
+) -> None:
     with pytest.raises(grpc.RpcError) as err:
         auth_grpc.AuthServiceStub(channel).SignUp(request_)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -143,17 +157,21 @@ def test_sign_in_rejects_empty_fields(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as err:
         auth_grpc.AuthServiceStub(channel).SignIn(auth_pb.SignInRequest())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "username" in (err.value.details() or "") and "password" in (err.value.details() or "")
+    assert "username" in (err.value.details() or "")
+    assert "password" in (err.value.details() or "")
 
 
 def test_password_is_stored_as_bcrypt(channel: grpc.Channel, names: Names, db: object) -> None:
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
     assert isinstance(db, psycopg.Connection)
     username = f"hash-{names.tag.lower()}"
     auth_grpc.AuthServiceStub(channel).SignUp(
         auth_pb.SignUpRequest(name="H", username=username, password="plain-text-pw")
     )
-    row = db.execute("SELECT password_hash FROM accounts WHERE username = %s", (username,)).fetchone()
+    row = db.execute(
+        "SELECT password_hash FROM accounts WHERE username = %s", (username,)
+    ).fetchone()
     assert row is not None
-    assert row[0].startswith("$2b$") and "plain-text-pw" not in row[0]
+    assert row[0].startswith("$2b$")
+    assert "plain-text-pw" not in row[0]

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from segsvc.server import SegsvcServer
 from tests.support.clock import MovableClock
 from tests.support.names import Names
@@ -119,15 +119,19 @@ def test_report_link_tampered_or_expired(
     )
     token = parse_qs(urlsplit(link.url).query)["token"][0]
     header, payload, signature = token.split(".")
-    tampered = f"{header}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
+    tampered = (
+        f"{header}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
+    )
     base = f"http://127.0.0.1:{server.http_port}/reports/history.csv?token="
     status, body, _ = download(base + tampered)
-    assert status == 403 and "invalid" in body
+    assert status == 403
+    assert "invalid" in body
     status, body, _ = download(base + "nonsense")
     assert status == 403
     clock.advance(timedelta(hours=2))  # links live one hour by default
     status, body, _ = download(link.url)
-    assert status == 410 and "expired" in body
+    assert status == 410
+    assert "expired" in body
 
 
 @pytest.mark.parametrize(
@@ -135,7 +139,11 @@ def test_report_link_tampered_or_expired(
     [(2024, 0, "month"), (2024, 13, "month"), (1999, 5, "year"), (2999, 1, "month")],
 )
 def test_invalid_report_periods(
-    segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata, year: int, month: int, field: str
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    year: int,
+    month: int,
+    field: str,
 ) -> None:
     for call in (
         lambda: segments.GetHistoryReport(
@@ -160,7 +168,7 @@ def test_segments_as_of_a_past_instant(
     names: Names,
     clock: MovableClock,
 ) -> None:
-    """"Why did this feature disappear for me last Tuesday?" """
+    """ "Why did this feature disappear for me last Tuesday?" """
     voice, promo = names.slug("VOICE"), names.slug("PROMO")
     uid = names.user_id()
     start = datetime(2022, 6, 1, tzinfo=UTC)
@@ -230,4 +238,5 @@ def test_whole_month_report_without_filter_is_ordered(
         "SELECT count(*) FROM membership_history WHERE at >= '2019-07-01' AND at < '2019-08-01'"
         " AND operation IN ('add', 'remove')"
     ).fetchone()
-    assert expected is not None and len(rows) >= expected[0]
+    assert expected is not None
+    assert len(rows) >= expected[0]

@@ -13,9 +13,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from segsvc.server import SegsvcServer
 from segsvc.store.migrations import migrate
 from tests.support.servers import JWT_SECRET, child_env, make_settings, start_process
@@ -41,9 +41,15 @@ def test_metrics_count_calls_by_method_and_code(
     assert status == 200
     method = 'method="/segmentation.v1.UserService/GetUserSegments"'
     lines = body.splitlines()
-    assert any(l.startswith("segsvc_grpc_requests_total{") and 'code="OK"' in l and method in l for l in lines)
-    assert any('code="INVALID_ARGUMENT"' in l and method in l for l in lines)
-    assert any(l.startswith("segsvc_grpc_request_duration_seconds_bucket{") and method in l for l in lines)
+    assert any(
+        line.startswith("segsvc_grpc_requests_total{") and 'code="OK"' in line and method in line
+        for line in lines
+    )
+    assert any('code="INVALID_ARGUMENT"' in line and method in line for line in lines)
+    assert any(
+        line.startswith("segsvc_grpc_request_duration_seconds_bucket{") and method in line
+        for line in lines
+    )
     for name in (
         "segsvc_grpc_in_flight_requests",
         "segsvc_db_pool_size",
@@ -51,7 +57,7 @@ def test_metrics_count_calls_by_method_and_code(
         "segsvc_db_pool_waiting",
         "segsvc_expired_memberships_swept_total",
     ):
-        assert any(l.startswith(name) for l in lines), name
+        assert any(line.startswith(name) for line in lines), name
 
 
 def test_probes(server: SegsvcServer) -> None:
@@ -72,12 +78,17 @@ def test_request_id_is_echoed_or_generated(
         pb.GetUserSegmentsRequest(user_id=7), metadata=auth_metadata
     )
     generated = dict(call.trailing_metadata() or ())["x-request-id"]
-    assert isinstance(generated, str) and len(generated) == 32
+    assert isinstance(generated, str)
+    assert len(generated) == 32
     with pytest.raises(grpc.RpcError) as err:
         users.GetUserSegments(
-            pb.GetUserSegmentsRequest(user_id=0), metadata=(*auth_metadata, ("x-request-id", "bad-1"))
+            pb.GetUserSegmentsRequest(user_id=0),
+            metadata=(*auth_metadata, ("x-request-id", "bad-1")),
         )
-    assert ("x-request-id", "bad-1") in list(err.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+    trailing: list[tuple[str, object]] = [
+        (m.key, m.value) for m in err.value.trailing_metadata() or ()
+    ]
+    assert ("x-request-id", "bad-1") in trailing
 
 
 def test_json_log_line_per_call_without_secrets(database_url: str) -> None:
@@ -90,15 +101,19 @@ def test_json_log_line_per_call_without_secrets(database_url: str) -> None:
             SEGSVC_BCRYPT_ROUNDS="4",
         )
     )
-    from segmentation.v1 import auth_service_pb2 as auth_pb  # noqa: PLC0415
-    from segmentation.v1 import auth_service_pb2_grpc as auth_grpc  # noqa: PLC0415
+    from segmentation.v1 import auth_service_pb2 as auth_pb
+    from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 
     password = "very-secret-password"
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
             auth = auth_grpc.AuthServiceStub(ch)
-            account = auth.SignUp(auth_pb.SignUpRequest(name="L", username="logger", password=password))
-            token = auth.SignIn(auth_pb.SignInRequest(username="logger", password=password)).access_token
+            account = auth.SignUp(
+                auth_pb.SignUpRequest(name="L", username="logger", password=password)
+            )
+            token = auth.SignIn(
+                auth_pb.SignInRequest(username="logger", password=password)
+            ).access_token
             user_grpc.UserServiceStub(ch).GetUserSegments(
                 pb.GetUserSegmentsRequest(user_id=3),
                 metadata=(("authorization", f"Bearer {token}"), ("x-request-id", "trace-77")),
@@ -106,14 +121,16 @@ def test_json_log_line_per_call_without_secrets(database_url: str) -> None:
     finally:
         assert server.terminate() == 0
     text = "".join(server.log)
-    assert password not in text and token not in text
+    assert password not in text
+    assert token not in text
     events = [json.loads(line) for line in server.log if line.startswith("{")]
     call = next(e for e in events if e.get("request_id") == "trace-77")
     assert call["event"] == "rpc"
     assert call["method"] == "/segmentation.v1.UserService/GetUserSegments"
     assert call["code"] == "OK"
     assert call["account_id"] == account.account_id
-    assert call["level"] == "info" and isinstance(call["duration_ms"], float)
+    assert call["level"] == "info"
+    assert isinstance(call["duration_ms"], float)
 
 
 def wait_for(check: object, expected: bool, seconds: float = 15) -> bool:
@@ -128,10 +145,10 @@ def wait_for(check: object, expected: bool, seconds: float = 15) -> bool:
 def test_health_follows_the_database() -> None:
     """Stop PostgreSQL under a running server: NOT_SERVING, data calls UNAVAILABLE (not
     UNKNOWN), not ready; start it again: SERVING and answering, without a restart."""
-    import pgserver  # noqa: PLC0415
+    from pgserver.postgres_server import get_server
 
     with tempfile.TemporaryDirectory(prefix="segsvc-h-") as data:
-        pg = pgserver.get_server(Path(data), cleanup_mode="stop")
+        pg = get_server(Path(data), cleanup_mode="stop")
         url = str(pg.get_uri())
         migrate(url)
         server = SegsvcServer(make_settings(pool_timeout_seconds=1.0), url)
@@ -151,15 +168,19 @@ def test_health_follows_the_database() -> None:
                 pg.cleanup()  # stops PostgreSQL
                 assert wait_for(status, health_pb2.HealthCheckResponse.NOT_SERVING)
                 with pytest.raises(grpc.RpcError) as err:
-                    stub.GetUserSegments(pb.GetUserSegmentsRequest(user_id=1), metadata=md, timeout=10)
+                    stub.GetUserSegments(
+                        pb.GetUserSegmentsRequest(user_id=1), metadata=md, timeout=10
+                    )
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert get(f"http://127.0.0.1:{server.http_port}/readyz")[0] == 503
-                pg = pgserver.get_server(Path(data), cleanup_mode="stop")
+                pg = get_server(Path(data), cleanup_mode="stop")
                 assert wait_for(status, serving)
 
                 def answers() -> bool:
                     try:
-                        stub.GetUserSegments(pb.GetUserSegmentsRequest(user_id=1), metadata=md, timeout=5)
+                        stub.GetUserSegments(
+                            pb.GetUserSegmentsRequest(user_id=1), metadata=md, timeout=5
+                        )
                         return True
                     except grpc.RpcError:
                         return False

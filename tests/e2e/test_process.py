@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from tests.support.servers import JWT_SECRET, SEGSVC, child_env, start_process
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
@@ -31,12 +31,15 @@ def test_embedded_database_start(tmp_path: Path) -> None:
     server = start_process(env, timeout=120)
     try:
         log = "".join(server.log)
-        assert "embedded_postgres" in log and str(tmp_path / "data" / "pgdata") in log
+        assert "embedded_postgres" in log
+        assert str(tmp_path / "data" / "pgdata") in log
         assert "generated_dev_jwt_secret" in log
         secret = (tmp_path / "data" / "jwt-secret").read_text()
         assert secret not in log
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            reply = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         assert server.terminate() == 0
@@ -55,14 +58,16 @@ def test_sigterm_lets_started_calls_finish(database_url: str) -> None:
     )
     env["SEGSVC_LOG_LEVEL"] = "INFO"  # the test reads the "serving" line
     server = start_process(env)
-    from segmentation.v1 import auth_service_pb2 as auth_pb  # noqa: PLC0415
-    from segmentation.v1 import auth_service_pb2_grpc as auth_grpc  # noqa: PLC0415
+    from segmentation.v1 import auth_service_pb2 as auth_pb
+    from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 
     target = f"127.0.0.1:{server.grpc_port}"
     with grpc.insecure_channel(target) as ch:
         auth = auth_grpc.AuthServiceStub(ch)
         auth.SignUp(auth_pb.SignUpRequest(name="T", username="sigterm", password="password-1"))
-        token = auth.SignIn(auth_pb.SignInRequest(username="sigterm", password="password-1")).access_token
+        token = auth.SignIn(
+            auth_pb.SignInRequest(username="sigterm", password="password-1")
+        ).access_token
     md = (("authorization", f"Bearer {token}"),)
     outcomes: list[grpc.StatusCode] = []
     stop = threading.Event()
@@ -73,7 +78,9 @@ def test_sigterm_lets_started_calls_finish(database_url: str) -> None:
             stub = user_grpc.UserServiceStub(ch)
             while not stop.is_set():
                 try:
-                    stub.GetUserSegments(pb.GetUserSegmentsRequest(user_id=42), metadata=md, timeout=10)
+                    stub.GetUserSegments(
+                        pb.GetUserSegmentsRequest(user_id=42), metadata=md, timeout=10
+                    )
                     code = grpc.StatusCode.OK
                 except grpc.RpcError as err:
                     code = err.code()
@@ -112,12 +119,17 @@ def run_serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"SEGSVC_POOL_SIZE": "zero"}, "SEGSVC_POOL_SIZE"),
         ({"SEGSVC_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"}, "SEGSVC_JWT_SECRET"),
         (
-            {"SEGSVC_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x", "SEGSVC_JWT_SECRET": "short"},
+            {
+                "SEGSVC_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x",
+                "SEGSVC_JWT_SECRET": "short",
+            },
             "at least 32 bytes",
         ),
     ],
 )
-def test_bad_settings_fail_fast_with_one_clear_line(settings: dict[str, str], expected: str) -> None:
+def test_bad_settings_fail_fast_with_one_clear_line(
+    settings: dict[str, str], expected: str
+) -> None:
     result = run_serve(child_env(**settings))
     assert result.returncode != 0
     assert expected in result.stderr

@@ -97,12 +97,19 @@ def readme_server(fresh_database: Callable[[], str]) -> Iterator[SegsvcServer]:
 def test_readme_has_examples_for_every_rpc() -> None:
     text = "\n".join(script for script, _, _ in examples())
     for rpc in (
-        "AuthService/SignUp", "AuthService/SignIn",
-        "UserService/CreateUser", "UserService/ImportUsers", "UserService/UpdateUserSegments",
-        "UserService/GetUserSegments", "UserService/BatchGetUserSegments",
-        "SegmentService/CreateSegment", "SegmentService/DeleteSegment",
-        "SegmentService/GetSegment", "SegmentService/ListSegments",
-        "SegmentService/ListSegmentUsers", "SegmentService/GetHistoryReport",
+        "AuthService/SignUp",
+        "AuthService/SignIn",
+        "UserService/CreateUser",
+        "UserService/ImportUsers",
+        "UserService/UpdateUserSegments",
+        "UserService/GetUserSegments",
+        "UserService/BatchGetUserSegments",
+        "SegmentService/CreateSegment",
+        "SegmentService/DeleteSegment",
+        "SegmentService/GetSegment",
+        "SegmentService/ListSegments",
+        "SegmentService/ListSegmentUsers",
+        "SegmentService/GetHistoryReport",
         "Health/Check",
     ):
         assert rpc in text, rpc
@@ -110,7 +117,10 @@ def test_readme_has_examples_for_every_rpc() -> None:
 
 def test_readme_examples_produce_the_documented_output(readme_server: SegsvcServer) -> None:
     found = examples()
-    script = "\n".join(f"echo '{MARKER}'\n{{\n{body}\n}} 2>&1" for body, _, _ in found) + f"\necho '{MARKER}'\n"
+    script = (
+        "\n".join(f"echo '{MARKER}'\n{{\n{body}\n}} 2>&1" for body, _, _ in found)
+        + f"\necho '{MARKER}'\n"
+    )
     script = script.replace("localhost:50051", f"127.0.0.1:{readme_server.grpc_port}")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     result = subprocess.run(
@@ -118,7 +128,7 @@ def test_readme_examples_produce_the_documented_output(readme_server: SegsvcServ
     )
     outputs = result.stdout.split(MARKER + "\n")[1:]
     assert len(outputs) == len(found) + 1, result.stderr
-    problems = []
+    problems: list[str] = []
     for (body, kind, expected), actual in zip(found, outputs, strict=False):
         if kind == "json":
             try:

@@ -9,11 +9,11 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
-
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from segsvc.domain.rollout import is_enrolled
 from tests.support.names import Names
 
@@ -21,9 +21,7 @@ Metadata = tuple[tuple[str, str], ...]
 
 
 @pytest.fixture
-def rollouts(
-    segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata
-) -> Iterator[list[str]]:
+def rollouts(segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata) -> Iterator[list[str]]:
     """Slugs appended here are deleted after the test: a live rollout would enrol the
     users every later test registers."""
     created: list[str] = []
@@ -85,7 +83,9 @@ def test_users_registered_later_are_enrolled_iff_the_hash_says_so(
     created, implicit, imported = names.user_ids(200), names.user_ids(200), names.user_ids(2000)
     for uid in created:
         reply = users.CreateUser(pb.CreateUserRequest(user_id=uid), metadata=auth_metadata)
-        assert (slug in [s.slug for s in reply.user.segments]) == is_enrolled(f"{slug}:v2", 3000, uid)
+        assert (slug in [s.slug for s in reply.user.segments]) == is_enrolled(
+            f"{slug}:v2", 3000, uid
+        )
         if reply.user.segments:
             assert reply.user.segments[0].reason == pb.MEMBERSHIP_REASON_ROLLOUT
     for uid in implicit:

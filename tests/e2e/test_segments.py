@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import psycopg
 import pytest
-
 from segmentation.v1 import segment_service_pb2 as pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as user_pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]
@@ -62,7 +63,7 @@ def test_missing_segment_is_not_found_everywhere(
     segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata, names: Names
 ) -> None:
     slug = names.slug("NOWHERE")
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: segments.GetSegment(pb.GetSegmentRequest(slug=slug), metadata=auth_metadata),
         lambda: segments.DeleteSegment(pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata),
         lambda: list(
@@ -90,14 +91,17 @@ def test_delete_removes_memberships_with_history_and_frees_the_slug(
     for uid in members:
         users.UpdateUserSegments(
             user_pb.UpdateUserSegmentsRequest(
-                user_id=uid, add=[user_pb.SegmentAddition(slug=slug), user_pb.SegmentAddition(slug=other)]
+                user_id=uid,
+                add=[user_pb.SegmentAddition(slug=slug), user_pb.SegmentAddition(slug=other)],
             ),
             metadata=auth_metadata,
         )
     deleted = segments.DeleteSegment(pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata)
     assert deleted.segment.member_count == 3
     for uid in members:
-        read = users.GetUserSegments(user_pb.GetUserSegmentsRequest(user_id=uid), metadata=auth_metadata)
+        read = users.GetUserSegments(
+            user_pb.GetUserSegmentsRequest(user_id=uid), metadata=auth_metadata
+        )
         assert [s.slug for s in read.user.segments] == [other]
     rows = db.execute(
         "SELECT user_id, operation, reason FROM membership_history"
@@ -159,13 +163,13 @@ def test_list_segment_users_streams_all_members_ascending(
     slug = names.slug("BIG")
     segments.CreateSegment(pb.CreateSegmentRequest(slug=slug), metadata=auth_metadata)
     members = names.user_ids(12_345)
-    users.ImportUsers(
-        iter([user_pb.ImportUsersRequest(user_ids=members)]), metadata=auth_metadata
-    )
+    users.ImportUsers(iter([user_pb.ImportUsersRequest(user_ids=members)]), metadata=auth_metadata)
     # Give them the segment in bulk through the API, a few at a time would be slow.
     for uid in members[:30]:
         users.UpdateUserSegments(
-            user_pb.UpdateUserSegmentsRequest(user_id=uid, add=[user_pb.SegmentAddition(slug=slug)]),
+            user_pb.UpdateUserSegmentsRequest(
+                user_id=uid, add=[user_pb.SegmentAddition(slug=slug)]
+            ),
             metadata=auth_metadata,
         )
     chunks = list(

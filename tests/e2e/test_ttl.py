@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from segsvc.server import SegsvcServer
 from tests.support.clock import MovableClock
 from tests.support.names import Names
@@ -35,7 +35,9 @@ def add_with_ttl(
     duration = Duration()
     duration.FromTimedelta(ttl)
     return users.UpdateUserSegments(
-        pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug, ttl=duration)]),
+        pb.UpdateUserSegmentsRequest(
+            user_id=uid, add=[pb.SegmentAddition(slug=slug, ttl=duration)]
+        ),
         metadata=md,
     )
 
@@ -201,7 +203,7 @@ def test_expiry_survives_a_restart(
     segment: str,
 ) -> None:
     """No in-memory timers: a second server over the same database sees the expiry."""
-    from tests.support.servers import make_settings  # noqa: PLC0415
+    from tests.support.servers import make_settings
 
     uid = names.user_id()
     add_with_ttl(users, auth_metadata, uid, segment, timedelta(hours=1))

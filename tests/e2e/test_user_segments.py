@@ -9,19 +9,17 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
-
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]
 
 
-def create_segments(
-    segments: seg_grpc.SegmentServiceStub, md: Metadata, *slugs: str
-) -> None:
+def create_segments(segments: seg_grpc.SegmentServiceStub, md: Metadata, *slugs: str) -> None:
     for slug in slugs:
         segments.CreateSegment(seg_pb.CreateSegmentRequest(slug=slug), metadata=md)
 
@@ -85,7 +83,9 @@ def test_unknown_user_is_registered_implicitly_and_unknown_reads_are_empty(
     slug = names.slug()
     create_segments(segments, auth_metadata, slug)
     stranger, newcomer = names.user_id(), names.user_id()
-    empty = users.GetUserSegments(pb.GetUserSegmentsRequest(user_id=stranger), metadata=auth_metadata)
+    empty = users.GetUserSegments(
+        pb.GetUserSegmentsRequest(user_id=stranger), metadata=auth_metadata
+    )
     assert list(empty.user.segments) == []
     update(users, auth_metadata, newcomer, add=[slug])
     assert db.execute("SELECT 1 FROM users WHERE user_id = %s", (newcomer,)).fetchone()
@@ -173,7 +173,9 @@ def test_non_positive_user_ids_are_invalid(
     users: user_grpc.UserServiceStub, auth_metadata: Metadata, user_id: int
 ) -> None:
     for call in (
-        lambda: users.GetUserSegments(pb.GetUserSegmentsRequest(user_id=user_id), metadata=auth_metadata),
+        lambda: users.GetUserSegments(
+            pb.GetUserSegmentsRequest(user_id=user_id), metadata=auth_metadata
+        ),
         lambda: users.CreateUser(pb.CreateUserRequest(user_id=user_id), metadata=auth_metadata),
         lambda: update(users, auth_metadata, user_id, add=["ANY"]),
     ):
@@ -208,7 +210,8 @@ def test_batch_get_returns_one_entry_per_requested_id_in_order(
     member, outsider = names.user_id(), names.user_id()
     update(users, auth_metadata, member, add=[slug])
     reply = users.BatchGetUserSegments(
-        pb.BatchGetUserSegmentsRequest(user_ids=[outsider, member, outsider]), metadata=auth_metadata
+        pb.BatchGetUserSegmentsRequest(user_ids=[outsider, member, outsider]),
+        metadata=auth_metadata,
     )
     assert [u.user_id for u in reply.users] == [outsider, member, outsider]
     assert [slugs_of(u) for u in reply.users] == [[], [slug], []]
@@ -255,10 +258,9 @@ def test_import_users_counts_and_skips_known_ids(
     )
     assert reply.received_count == 2505
     assert reply.created_count == 2490
-    row = db.execute(
-        "SELECT count(*) FROM users WHERE user_id = ANY(%s)", (ids,)
-    ).fetchone()
-    assert row is not None and row[0] == 2500
+    row = db.execute("SELECT count(*) FROM users WHERE user_id = ANY(%s)", (ids,)).fetchone()
+    assert row is not None
+    assert row[0] == 2500
 
 
 def test_import_with_an_invalid_id_registers_nothing(
@@ -270,8 +272,11 @@ def test_import_with_an_invalid_id_registers_nothing(
     ids = names.user_ids(100)
     chunks = [ids[:50], [*ids[50:], -1]]
     with pytest.raises(grpc.RpcError) as err:
-        users.ImportUsers(iter(pb.ImportUsersRequest(user_ids=c) for c in chunks), metadata=auth_metadata)
+        users.ImportUsers(
+            iter(pb.ImportUsersRequest(user_ids=c) for c in chunks), metadata=auth_metadata
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "user_ids" in (err.value.details() or "")
     row = db.execute("SELECT count(*) FROM users WHERE user_id = ANY(%s)", (ids,)).fetchone()
-    assert row is not None and row[0] == 0
+    assert row is not None
+    assert row[0] == 0

@@ -44,7 +44,7 @@ def test_up_down_up(fresh_database: Callable[[], str]) -> None:
         assert not migrations.is_at_head(conn)
         assert migrations.applied_versions(conn) == []
     assert migrations.migrate(url) == list(range(1, newest + 1))
-    assert TABLES <= tables(url)
+    assert tables(url) >= TABLES
 
 
 def test_concurrent_starts_apply_each_migration_once(fresh_database: Callable[[], str]) -> None:

@@ -24,7 +24,8 @@ def test_sql_and_python_buckets_agree(db: psycopg.Connection[Any]) -> None:
         assert mismatches == []
     big = 9_000_000_000_000_000_000
     row = db.execute("SELECT segsvc_rollout_bucket('x', %s)", (big,)).fetchone()
-    assert row is not None and row[0] == bucket("x", big)
+    assert row is not None
+    assert row[0] == bucket("x", big)
 
 
 @pytest.mark.parametrize(
@@ -33,13 +34,19 @@ def test_sql_and_python_buckets_agree(db: psycopg.Connection[Any]) -> None:
         ("INSERT INTO segments (slug, created_at) VALUES ('lower', now())", ()),
         ("INSERT INTO users (user_id, created_at) VALUES (0, now())", ()),
         ("INSERT INTO segments (slug, created_at, rollout_bp) VALUES ('X_BP', now(), 10)", ()),
-        ("INSERT INTO memberships (user_id, segment_id, added_at, reason) VALUES (-1, -1, now(), 'manual')", ()),
+        (
+            "INSERT INTO memberships (user_id, segment_id, added_at, reason)"
+            " VALUES (-1, -1, now(), 'manual')",
+            (),
+        ),
         ("INSERT INTO accounts (name, username, password_hash) VALUES ('n', 'UPPER', 'h')", ()),
     ],
 )
-def test_constraints_reject_bad_rows(db: psycopg.Connection[Any], statement: str, params: tuple[()]) -> None:
+def test_constraints_reject_bad_rows(
+    db: psycopg.Connection[Any], statement: str, params: tuple[()]
+) -> None:
     with pytest.raises(psycopg.errors.IntegrityError):
-        db.execute(statement, params)  # type: ignore[arg-type]
+        db.execute(statement, params)
 
 
 def test_one_live_segment_per_slug_and_one_membership_per_pair(db: psycopg.Connection[Any]) -> None:
@@ -66,7 +73,7 @@ def test_one_live_segment_per_slug_and_one_membership_per_pair(db: psycopg.Conne
 def plan(db: psycopg.Connection[Any], query: str, params: tuple[object, ...]) -> str:
     with db.transaction(force_rollback=True):
         db.execute("SET LOCAL enable_seqscan = off")
-        rows = db.execute(f"EXPLAIN {query}", params).fetchall()  # type: ignore[arg-type]
+        rows = db.execute(f"EXPLAIN {query}", params).fetchall()
     return "\n".join(r[0] for r in rows)
 
 
@@ -75,8 +82,8 @@ def test_read_path_queries_use_indexes(db: psycopg.Connection[Any]) -> None:
     that one exists for it (on tiny test tables the planner would otherwise scan)."""
     now = datetime.now(UTC)
     cases = {
-        "active_for_user": (memberships._ACTIVE_FOR_USER, (1, now)),  # noqa: SLF001
-        "active_for_users": (memberships._ACTIVE_FOR_USERS, ([1, 2], now)),  # noqa: SLF001
+        "active_for_user": (memberships._ACTIVE_FOR_USER, (1, now)),
+        "active_for_users": (memberships._ACTIVE_FOR_USERS, ([1, 2], now)),
         "member_count": (
             "SELECT count(*) FROM memberships WHERE segment_id = %s"
             " AND (expires_at IS NULL OR expires_at > %s)",
@@ -84,10 +91,12 @@ def test_read_path_queries_use_indexes(db: psycopg.Connection[Any]) -> None:
         ),
         "expiry sweep": ("SELECT 1 FROM memberships WHERE expires_at <= %s", (now,)),
         "history as-of": (
-            "SELECT * FROM membership_history WHERE user_id = %s AND at <= %s", (1, now)
+            "SELECT * FROM membership_history WHERE user_id = %s AND at <= %s",
+            (1, now),
         ),
         "history month": (
-            "SELECT * FROM membership_history WHERE at >= %s AND at < %s", (now, now)
+            "SELECT * FROM membership_history WHERE at >= %s AND at < %s",
+            (now, now),
         ),
     }
     for name, (query, params) in cases.items():

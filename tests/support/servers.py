@@ -40,7 +40,6 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
-
 @dataclass
 class ServerProcess:
     """A `segsvc serve` child process and the ports it announced."""

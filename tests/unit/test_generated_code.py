@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("protogen", ROOT / "tools" / "protogen.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     protogen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(protogen)
     fresh = {p.relative_to(tmp_path): p.read_bytes() for p in protogen.generate(tmp_path)}
