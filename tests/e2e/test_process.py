@@ -7,14 +7,17 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 
+from segsvc.store import migrations
 from tests.support.servers import JWT_SECRET, SEGSVC, child_env, start_process
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
@@ -170,3 +173,18 @@ def test_unreachable_database_fails_fast() -> None:
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_migrate_command_goes_up_and_down(fresh_database: Callable[[], str]) -> None:
+    url = fresh_database()
+    env = child_env(SEGSVC_DATABASE_URL=url)
+    up = subprocess.run([SEGSVC, "migrate"], env=env, capture_output=True, text=True, check=False)
+    assert up.returncode == 0, up.stderr
+    with psycopg.connect(url) as conn:
+        assert migrations.is_at_head(conn)
+    down = subprocess.run(
+        [SEGSVC, "migrate", "--to", "0"], env=env, capture_output=True, text=True, check=False
+    )
+    assert down.returncode == 0, down.stderr
+    with psycopg.connect(url) as conn:
+        assert migrations.applied_versions(conn) == []

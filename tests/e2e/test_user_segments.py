@@ -106,6 +106,13 @@ def test_noops_write_no_history(
     update(users, auth_metadata, uid, add=[kept])  # already has it
     update(users, auth_metadata, uid, remove=[never])  # never had it
     assert history_rows(db, uid) == [(kept, "add", "manual")]
+    author = db.execute(
+        "SELECT h.account_id = a.id FROM membership_history h, accounts a"
+        " WHERE h.user_id = %s AND a.username LIKE 'tester-%%'",
+        (uid,),
+    ).fetchone()
+    assert author is not None
+    assert author[0]  # the token's account made the change
 
 
 def test_unknown_slug_applies_nothing(
