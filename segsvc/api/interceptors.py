@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,44 +98,38 @@ class ServerInterceptor(_Interceptor):
 
     def _unary(self, method: str, behavior: Behavior) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            call = self._begin(method, context)
-            token = CURRENT_CALL.set(call.info)
-            code = grpc.StatusCode.OK
-            try:
-                call = self._authenticate(call, context)
-                CURRENT_CALL.set(call.info)
+            with self._serving(method, context):
                 return behavior(request, context)
-            except Exception as exc:
-                mapped = self._map(call, exc)
-                code = mapped.code
-                context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))
-            finally:
-                self._end(call, code)
-                CURRENT_CALL.reset(token)
 
         return wrapped
 
     def _streaming(self, method: str, behavior: Behavior) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            call = self._begin(method, context)
-            token = CURRENT_CALL.set(call.info)
-            code = grpc.StatusCode.OK
-            try:
-                call = self._authenticate(call, context)
-                CURRENT_CALL.set(call.info)
+            with self._serving(method, context):
                 yield from behavior(request, context)
-            except GeneratorExit:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:
-                mapped = self._map(call, exc)
-                code = mapped.code
-                context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))
-            finally:
-                self._end(call, code)
-                CURRENT_CALL.reset(token)
 
         return wrapped
+
+    @contextmanager
+    def _serving(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        """Everything around one call; a streaming call stays inside until its last message."""
+        call = self._begin(method, context)
+        token = CURRENT_CALL.set(call.info)
+        code = grpc.StatusCode.OK
+        try:
+            call = self._authenticate(call, context)
+            CURRENT_CALL.set(call.info)
+            yield
+        except GeneratorExit:  # the client went away in the middle of a stream
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            mapped = self._map(call, exc)
+            code = mapped.code
+            context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))
+        finally:
+            self._end(call, code)
+            CURRENT_CALL.reset(token)
 
     def _begin(self, method: str, context: grpc.ServicerContext) -> _Call:
         self.metrics.in_flight.inc()
