@@ -71,7 +71,7 @@ def serve(settings: Settings) -> int:
 def migrate(settings: Settings, target: int | None) -> int:
     """Apply (or revert to `target`) the migrations, then exit."""
     url, _embedded = _database_url(settings)
-    changed = migrations.migrate(url, target)
+    changed = migrations.migrate(url, settings.migrations_dir, target)
     log.info("migrated", changed=changed, target=target if target is not None else "newest")
     return 0
 

@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "segsvc"
+# The repository's migrations/ (a source checkout); images set SEGSVC_MIGRATIONS_DIR.
+DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 class Settings(BaseSettings):
@@ -29,6 +31,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=DEFAULT_DATA_DIR,
         description="Where the embedded PostgreSQL and the generated dev JWT secret live.",
+    )
+    migrations_dir: Path = Field(
+        default=DEFAULT_MIGRATIONS_DIR,
+        description="Directory of NNNNNN_name.up.sql/.down.sql files applied at start.",
     )
     grpc_addr: str = Field(default="0.0.0.0:50051", description="gRPC listen address.")
     http_addr: str = Field(

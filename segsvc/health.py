@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 import structlog
 from grpc_health.v1 import health, health_pb2
@@ -23,8 +24,11 @@ log = structlog.get_logger("segsvc.health")
 class HealthMonitor:
     """Owns the HealthServicer and the watcher thread."""
 
-    def __init__(self, db: Database, service_names: Iterable[str], interval: float) -> None:
+    def __init__(
+        self, db: Database, service_names: Iterable[str], interval: float, migrations_dir: Path
+    ) -> None:
         self.db = db
+        self.migrations_dir = migrations_dir
         self.services = ["", *service_names]
         self.interval = interval
         self.servicer = health.HealthServicer()
@@ -59,7 +63,7 @@ class HealthMonitor:
             return "shutting down"
         try:
             with self.db.connection() as conn:
-                if not migrations.is_at_head(conn):
+                if not migrations.is_at_head(conn, self.migrations_dir):
                     return "database schema is not at the newest migration"
         except Exception:
             return "database unreachable"

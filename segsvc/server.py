@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 import grpc
 import structlog
@@ -91,11 +90,9 @@ class SegsvcServer:
         settings: Settings,
         database_url: str,
         clock: Clock = system_clock,
-        migrations_dir: Path = migrations.DEFAULT_DIR,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
-        self.migrations_dir = migrations_dir
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
         self.db = Database(
@@ -133,7 +130,12 @@ class SegsvcServer:
             signer,
             settings.public_http_url or f"http://{public_host}:{self.http_port}",
         )
-        self.health = HealthMonitor(self.db, SERVICE_NAMES, settings.health_check_interval_seconds)
+        self.health = HealthMonitor(
+            self.db,
+            SERVICE_NAMES,
+            settings.health_check_interval_seconds,
+            settings.migrations_dir,
+        )
         self.http.route(self.metrics, self.reports, signer, self.health.readiness_problem)
         self.sweeper = ExpirySweeper(
             self.db,
@@ -203,7 +205,7 @@ class SegsvcServer:
 
     def start(self) -> None:
         """Migrate the schema, open the pool, then start serving."""
-        applied = migrations.migrate(self.database_url, directory=self.migrations_dir)
+        applied = migrations.migrate(self.database_url, self.settings.migrations_dir)
         if applied:
             log.info("migrations_applied", versions=applied)
         self.db.open()

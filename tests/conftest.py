@@ -25,6 +25,7 @@ from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 
+from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
 from segsvc.observability.logs import configure_logging
 from segsvc.server import SegsvcServer
 from segsvc.store.migrations import migrate
@@ -88,7 +89,7 @@ def fresh_database(admin_url: str) -> Iterator[Any]:
 def database_url(fresh_database: Any) -> str:
     """The session's migrated database, shared by the in-process server and SQL tests."""
     url: str = fresh_database()
-    migrate(url)
+    migrate(url, MIGRATIONS)
     return url
 
 

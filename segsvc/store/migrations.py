@@ -19,7 +19,6 @@ from segsvc.store.database import Connection
 # Arbitrary constant shared by every segsvc process: "segsvc" in ASCII.
 ADVISORY_LOCK_ID = 0x736567737663
 FILE_PATTERN = re.compile(r"(\d{6})_([a-z0-9_]+)\.(up|down)\.sql")
-DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Migration:
     down: Path
 
 
-def discover(directory: Path = DEFAULT_DIR) -> list[Migration]:
+def discover(directory: Path) -> list[Migration]:
     """Every migration in `directory`, ascending; each version must have up and down."""
     found: dict[int, dict[str, Path]] = {}
     names: dict[int, str] = {}
@@ -70,7 +69,7 @@ def applied_versions(conn: Connection) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def migrate(conninfo: str, target: int | None = None, directory: Path = DEFAULT_DIR) -> list[int]:
+def migrate(conninfo: str, directory: Path, target: int | None = None) -> list[int]:
     """Bring the schema to `target` (default: the newest), up or down.
 
     Returns the versions applied (or reverted). Each migration runs in its own
@@ -107,7 +106,7 @@ def migrate(conninfo: str, target: int | None = None, directory: Path = DEFAULT_
     return changed
 
 
-def is_at_head(conn: Connection, directory: Path = DEFAULT_DIR) -> bool:
+def is_at_head(conn: Connection, directory: Path) -> bool:
     """True when every known migration is applied (readiness probe)."""
     known = [m.version for m in discover(directory)]
     return applied_versions(conn) == known

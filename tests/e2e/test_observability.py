@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 
+from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
 from segsvc.server import SegsvcServer
 from segsvc.store.migrations import migrate
 from tests.support.servers import JWT_SECRET, child_env, make_settings, start_process
@@ -150,7 +151,7 @@ def test_health_follows_the_database() -> None:
     with tempfile.TemporaryDirectory(prefix="segsvc-h-") as data:
         pg = get_server(Path(data), cleanup_mode="stop")
         url = str(pg.get_uri())
-        migrate(url)
+        migrate(url, MIGRATIONS)
         server = SegsvcServer(make_settings(pool_timeout_seconds=1.0), url)
         server.start()
         try:

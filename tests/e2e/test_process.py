@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 
+from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
 from segsvc.store import migrations
 from tests.support.servers import JWT_SECRET, SEGSVC, child_env, start_process
 
@@ -181,7 +182,7 @@ def test_migrate_command_goes_up_and_down(fresh_database: Callable[[], str]) -> 
     up = subprocess.run([SEGSVC, "migrate"], env=env, capture_output=True, text=True, check=False)
     assert up.returncode == 0, up.stderr
     with psycopg.connect(url) as conn:
-        assert migrations.is_at_head(conn)
+        assert migrations.is_at_head(conn, MIGRATIONS)
     down = subprocess.run(
         [SEGSVC, "migrate", "--to", "0"], env=env, capture_output=True, text=True, check=False
     )

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
+from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
 from segsvc.store import migrations
 
 TABLES = {"accounts", "users", "segments", "memberships", "membership_history"}
@@ -22,7 +23,7 @@ def tables(url: str) -> set[str]:
 
 
 def test_every_migration_has_up_and_down_in_order() -> None:
-    found = migrations.discover()
+    found = migrations.discover(MIGRATIONS)
     assert found, "no migrations found"
     assert [m.version for m in found] == list(range(1, len(found) + 1))
     for m in found:
@@ -32,27 +33,27 @@ def test_every_migration_has_up_and_down_in_order() -> None:
 
 def test_up_down_up(fresh_database: Callable[[], str]) -> None:
     url = fresh_database()
-    newest = migrations.discover()[-1].version
-    assert migrations.migrate(url) == list(range(1, newest + 1))
+    newest = migrations.discover(MIGRATIONS)[-1].version
+    assert migrations.migrate(url, MIGRATIONS) == list(range(1, newest + 1))
     assert TABLES | {"schema_migrations"} <= tables(url)
-    assert migrations.migrate(url) == []  # idempotent
+    assert migrations.migrate(url, MIGRATIONS) == []  # idempotent
     with psycopg.connect(url) as conn:
-        assert migrations.is_at_head(conn)
-    assert migrations.migrate(url, target=0) == list(range(newest, 0, -1))
+        assert migrations.is_at_head(conn, MIGRATIONS)
+    assert migrations.migrate(url, MIGRATIONS, target=0) == list(range(newest, 0, -1))
     assert tables(url) == {"schema_migrations"}
     with psycopg.connect(url) as conn:
-        assert not migrations.is_at_head(conn)
+        assert not migrations.is_at_head(conn, MIGRATIONS)
         assert migrations.applied_versions(conn) == []
-    assert migrations.migrate(url) == list(range(1, newest + 1))
+    assert migrations.migrate(url, MIGRATIONS) == list(range(1, newest + 1))
     assert tables(url) >= TABLES
 
 
 def test_concurrent_starts_apply_each_migration_once(fresh_database: Callable[[], str]) -> None:
     url = fresh_database()
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda _: migrations.migrate(url), range(6)))
+        results = list(pool.map(lambda _: migrations.migrate(url, MIGRATIONS), range(6)))
     applied = [v for r in results for v in r]
-    assert sorted(applied) == [m.version for m in migrations.discover()]
+    assert sorted(applied) == [m.version for m in migrations.discover(MIGRATIONS)]
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
     assert [r[0] for r in rows] == sorted(applied)

@@ -24,5 +24,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
             assert shown == "unset", name
         elif name == "SEGSVC_DATA_DIR":
             assert shown == "~/.local/share/segsvc"
+        elif name == "SEGSVC_MIGRATIONS_DIR":
+            assert shown == "<checkout>/migrations"
         else:
             assert shown == str(default), name
