@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 
@@ -73,7 +73,7 @@ class ReportLinkSigner:
             )
         except jwt.InvalidTokenError:
             raise LinkInvalid("report link is invalid") from None
-        if datetime.fromtimestamp(int(claims["exp"]), tz=self.clock().tzinfo) <= self.clock():
+        if datetime.fromtimestamp(int(claims["exp"]), tz=UTC) <= self.clock():
             raise LinkExpired("report link has expired: request a new one")
         try:
             period = ReportPeriod(int(claims["y"]), int(claims["m"]))
