@@ -16,11 +16,11 @@ from datetime import timedelta
 import grpc
 import structlog
 from grpc_reflection.v1alpha import reflection
+
 from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_pb2
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
-
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer

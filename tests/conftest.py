@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 import grpc
 import psycopg
 import pytest
+
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
-
 from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
 from segsvc.observability.logs import configure_logging
 from segsvc.server import SegsvcServer

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import grpc
+
 from segmentation.v1 import auth_service_pb2 as pb
 from segmentation.v1 import auth_service_pb2_grpc as pb_grpc
-
 from segsvc.api.messages import timestamp
 from segsvc.service_layer.accounts import AccountService
 

@@ -13,8 +13,9 @@ that each concern is applied exactly once per RPC and no servicer repeats it:
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ PUBLIC_METHODS = frozenset(
 )
 QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 REQUEST_ID_KEY = "x-request-id"
+# Generated request ids: a random per-process prefix and a counter, unique without a
+# system call per request (uuid4 reads the OS random source every time).
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
 
 log = structlog.get_logger("segsvc.rpc")
 
@@ -137,7 +142,7 @@ class ServerInterceptor(_Interceptor):
         for key, value in context.invocation_metadata():
             if key == REQUEST_ID_KEY and isinstance(value, str):
                 request_id = value[:128]
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         return _Call(method, CallInfo(request_id), time.perf_counter())
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from segmentation.v1 import segment_service_pb2 as segment_pb
 from segmentation.v1 import user_service_pb2 as user_pb
-
 from segsvc.domain.membership_update import RequestedAddition
 from segsvc.domain.models import ActiveSegment, Reason, Segment
 from segsvc.domain.rollout import basis_points_to_percent

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
+
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
-
 from segsvc.api import messages
 from segsvc.api.call_context import current_account_id
 from segsvc.service_layer.memberships import MembershipService

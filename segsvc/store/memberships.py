@@ -14,14 +14,14 @@ from datetime import datetime
 from segsvc.domain.models import ActiveSegment, Reason
 from segsvc.store.database import Connection
 
-_ACTIVE_FOR_USER = """
+ACTIVE_FOR_USER = """
 SELECT s.slug, m.added_at, m.expires_at, m.reason
 FROM memberships m JOIN segments s ON s.id = m.segment_id
 WHERE m.user_id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)
 ORDER BY s.slug
 """
 
-_ACTIVE_FOR_USERS = """
+ACTIVE_FOR_USERS = """
 SELECT m.user_id, s.slug, m.added_at, m.expires_at, m.reason
 FROM memberships m JOIN segments s ON s.id = m.segment_id
 WHERE m.user_id = ANY(%s) AND (m.expires_at IS NULL OR m.expires_at > %s)
@@ -31,7 +31,7 @@ ORDER BY m.user_id, s.slug
 
 def active_for_user(conn: Connection, user_id: int, now: datetime) -> list[ActiveSegment]:
     """The hot read: the user's active segments sorted by slug (one index range scan)."""
-    rows = conn.execute(_ACTIVE_FOR_USER, (user_id, now)).fetchall()
+    rows = conn.execute(ACTIVE_FOR_USER, (user_id, now)).fetchall()
     return [ActiveSegment(r[0], r[1], r[2], Reason(r[3])) for r in rows]
 
 
@@ -40,7 +40,7 @@ def active_for_users(
 ) -> dict[int, list[ActiveSegment]]:
     """Active segments of many users in one query; users without any are absent."""
     result: dict[int, list[ActiveSegment]] = {}
-    for r in conn.execute(_ACTIVE_FOR_USERS, (list(user_ids), now)):
+    for r in conn.execute(ACTIVE_FOR_USERS, (list(user_ids), now)):
         result.setdefault(r[0], []).append(ActiveSegment(r[1], r[2], r[3], Reason(r[4])))
     return result
 

@@ -12,10 +12,10 @@ import grpc
 import jwt
 import pytest
 from google.protobuf import descriptor, message_factory
+
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2, user_service_pb2
-
 from segsvc.api.interceptors import PUBLIC_METHODS
 from tests.support.names import Names
 from tests.support.servers import JWT_SECRET

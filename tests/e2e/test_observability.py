@@ -13,9 +13,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
-
 from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
 from segsvc.server import SegsvcServer
 from segsvc.store.migrations import migrate

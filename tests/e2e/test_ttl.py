@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
-
 from segsvc.server import SegsvcServer
 from tests.support.clock import MovableClock
 from tests.support.names import Names

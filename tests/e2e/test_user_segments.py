@@ -9,11 +9,11 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
-
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]

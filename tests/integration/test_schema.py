@@ -82,8 +82,8 @@ def test_read_path_queries_use_indexes(db: psycopg.Connection[Any]) -> None:
     that one exists for it (on tiny test tables the planner would otherwise scan)."""
     now = datetime.now(UTC)
     cases = {
-        "active_for_user": (memberships._ACTIVE_FOR_USER, (1, now)),
-        "active_for_users": (memberships._ACTIVE_FOR_USERS, ([1, 2], now)),
+        "active_for_user": (memberships.ACTIVE_FOR_USER, (1, now)),
+        "active_for_users": (memberships.ACTIVE_FOR_USERS, ([1, 2], now)),
         "member_count": (
             "SELECT count(*) FROM memberships WHERE segment_id = %s"
             " AND (expires_at IS NULL OR expires_at > %s)",

@@ -35,7 +35,9 @@ def test_round_trip(tokens: TokenService, clock: MovableClock) -> None:
 
 
 def test_expired(tokens: TokenService, clock: MovableClock) -> None:
+    """Also once the token's claims are cached by a first successful check."""
     token, _ = tokens.issue(42)
+    assert tokens.verify(token) == 42
     clock.advance(timedelta(hours=1, seconds=10))
     with pytest.raises(Unauthenticated, match="expired"):
         tokens.verify(token)

@@ -1,0 +1,33 @@
+"""CPU time and memory of a process, read from /proc (Linux), so the benchmark needs no
+extra dependency to report server CPU per 1000 calls and peak RSS."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A snapshot of one process."""
+
+    cpu_seconds: float
+    rss_mib: float
+    peak_rss_mib: float
+
+
+def usage(pid: int) -> Usage:
+    """CPU (user + system) so far, current and peak resident memory."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICKS
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+
+    def mib(key: str) -> float:
+        return int(status[key].split()[0]) / 1024
+
+    return Usage(cpu, mib("VmRSS"), mib("VmHWM"))
