@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import grpc
 import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_pb2
@@ -167,8 +168,6 @@ class SegsvcServer:
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         reflection.enable_server_reflection(
             [

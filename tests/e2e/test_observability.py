@@ -13,7 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pgserver.postgres_server import get_server
 
+from segmentation.v1 import auth_service_pb2 as auth_pb
+from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
@@ -102,8 +105,6 @@ def test_json_log_line_per_call_without_secrets(database_url: str) -> None:
             SEGSVC_BCRYPT_ROUNDS="4",
         )
     )
-    from segmentation.v1 import auth_service_pb2 as auth_pb
-    from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 
     password = "very-secret-password"
     try:
@@ -146,8 +147,6 @@ def wait_for(check: object, expected: bool, seconds: float = 15) -> bool:
 def test_health_follows_the_database() -> None:
     """Stop PostgreSQL under a running server: NOT_SERVING, data calls UNAVAILABLE (not
     UNKNOWN), not ready; start it again: SERVING and answering, without a restart."""
-    from pgserver.postgres_server import get_server
-
     with tempfile.TemporaryDirectory(prefix="segsvc-h-") as data:
         pg = get_server(Path(data), cleanup_mode="stop")
         url = str(pg.get_uri())

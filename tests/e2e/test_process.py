@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from segmentation.v1 import auth_service_pb2 as auth_pb
+from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
@@ -58,12 +60,8 @@ def test_sigterm_lets_started_calls_finish(database_url: str) -> None:
         SEGSVC_HTTP_ADDR="127.0.0.1:0",
         SEGSVC_SHUTDOWN_GRACE="5",
         SEGSVC_BCRYPT_ROUNDS="4",
-        SEGSVC_LOG_LEVEL="WARNING",
     )
-    env["SEGSVC_LOG_LEVEL"] = "INFO"  # the test reads the "serving" line
     server = start_process(env)
-    from segmentation.v1 import auth_service_pb2 as auth_pb
-    from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 
     target = f"127.0.0.1:{server.grpc_port}"
     with grpc.insecure_channel(target) as ch:

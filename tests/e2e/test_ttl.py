@@ -19,6 +19,7 @@ from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.server import SegsvcServer
 from tests.support.clock import MovableClock
 from tests.support.names import Names
+from tests.support.servers import make_settings
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -203,8 +204,6 @@ def test_expiry_survives_a_restart(
     segment: str,
 ) -> None:
     """No in-memory timers: a second server over the same database sees the expiry."""
-    from tests.support.servers import make_settings
-
     uid = names.user_id()
     add_with_ttl(users, auth_metadata, uid, segment, timedelta(hours=1))
     other = SegsvcServer(make_settings(), database_url, clock=clock)
