@@ -1,10 +1,9 @@
 """Assembles a segsvc process: database, services, gRPC server, HTTP side port and
 background tasks, and takes them down in the right order.
 
-The gRPC server is grpcio's threaded `grpc.server`: measured on these machines with the
-real GetUserSegments handler it served more calls per core than `grpc.aio` (README,
-"Design"), it lets plain blocking psycopg code run unchanged, and grpcio-testing can
-drive it in-process.
+The gRPC server is grpcio's threaded `grpc.server`, which lets plain blocking psycopg
+code run unchanged. The README's "Server model" section has the measurements against
+grpc.aio (which came out ahead on these machines) and why this release keeps threads.
 """
 
 from __future__ import annotations
