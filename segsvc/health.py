@@ -4,6 +4,10 @@ Every `interval` seconds the watcher pings PostgreSQL and sets every service to 
 or NOT_SERVING, so load balancers and Kubernetes probes stop sending traffic to a
 replica that cannot reach its database and resume when it can again. On shutdown the
 status turns NOT_SERVING for good before the server stops accepting calls.
+
+The service name "liveness" is different: SERVING from start to shutdown whatever the
+database does, for liveness probes. A liveness probe on the overall status would make
+Kubernetes restart every replica during a database outage, which cures nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from segsvc.store import migrations
 from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.health")
+
+LIVENESS_SERVICE = "liveness"
 
 
 class HealthMonitor:
@@ -38,6 +44,7 @@ class HealthMonitor:
 
     def start(self) -> None:
         """Set the initial status and begin watching."""
+        self.servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self.check()
         self._thread.start()
 

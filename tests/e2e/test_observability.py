@@ -157,8 +157,9 @@ def test_health_follows_the_database() -> None:
             with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
                 health = health_pb2_grpc.HealthStub(ch)
 
-                def status() -> int:
-                    return int(health.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+                def status(service: str = "") -> int:
+                    request = health_pb2.HealthCheckRequest(service=service)
+                    return int(health.Check(request, timeout=5).status)
 
                 token, _ = server.accounts.tokens.issue(1)
                 md = (("authorization", f"Bearer {token}"),)
@@ -167,6 +168,7 @@ def test_health_follows_the_database() -> None:
                 assert status() == serving
                 pg.cleanup()  # stops PostgreSQL
                 assert wait_for(status, health_pb2.HealthCheckResponse.NOT_SERVING)
+                assert status("liveness") == serving  # no restart for a database outage
                 with pytest.raises(grpc.RpcError) as err:
                     stub.GetUserSegments(
                         pb.GetUserSegmentsRequest(user_id=1), metadata=md, timeout=10

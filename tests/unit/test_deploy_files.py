@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from segsvc.config import Settings
+from segsvc.health import LIVENESS_SERVICE
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").rglob("*.yaml"))
@@ -125,9 +126,8 @@ def test_servers_get_database_and_secret_and_listen_where_probed() -> None:
         assert not grpc_addr.startswith("127."), "kubelet probes dial the pod IP"
         for probe in ("readinessProbe", "startupProbe"):
             assert container[probe]["grpc"]["port"] == GRPC_PORT, (workload, probe)
-        liveness = container["livenessProbe"]["httpGet"]
-        assert liveness["path"] == "/healthz"
-        assert ports.get(liveness["port"], liveness["port"]) == HTTP_PORT
+        liveness = container["livenessProbe"]["grpc"]
+        assert liveness == {"port": GRPC_PORT, "service": LIVENESS_SERVICE}, workload
         assert set(container["resources"]) == {"requests", "limits"}, workload
         grace = seconds(config_values().get("SEGSVC_SHUTDOWN_GRACE", str(DEFAULT_GRACE)))
         assert spec["terminationGracePeriodSeconds"] > grace, workload
