@@ -1,95 +1,215 @@
-"""The same GetUserSegments handler on grpc.aio, for the server-model comparison only.
+"""GetUserSegments on grpc.aio, for the server-model comparison only.
 
-It uses segsvc's own pieces (the SQL of store.memberships, TokenService for the JWT,
-api.messages for the response) over psycopg's AsyncConnectionPool, so the only
-difference from `segsvc serve` is the server model. Health checking is served too, for
-the empty-RPC ceiling. Prints a JSON "serving" line like segsvc, and its call counts on
-exit.
+It is built from segsvc's own pieces - the SQL of store.memberships, TokenService.verify
+for the JWT, api.messages for the response - over psycopg's AsyncConnectionPool with
+segsvc's session settings, so the server model is what differs. By default an aio
+interceptor repeats the per-call work of segsvc's ServerInterceptor (auth for
+segmentation.v1 methods, a request id in trailing metadata, the same Prometheus metrics,
+the same structlog "rpc" line): otherwise the comparison would credit grpc.aio with
+the cost of that bookkeeping. `--bare` drops the interceptor (the token is checked in
+the handler) to show what the bookkeeping costs.
+
+Settings come from the same SEGSVC_* variables as segsvc (database URL, JWT secret, pool
+size, log level and format); the flags override them. Ready when gRPC health checking
+answers SERVING, like segsvc.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import itertools
+import os
+import secrets
 import signal
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import grpc
-from grpc_health.v1 import _async as health_aio  # health.aio re-exports it
+import structlog
+from grpc_health.v1 import _async as health_aio  # what grpc_health.v1.health.aio names
 from grpc_health.v1 import health_pb2_grpc
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
+from segsvc.api.interceptors import (
+    PROTECTED_PREFIX,
+    PUBLIC_METHODS,
+    QUIET_PREFIXES,
+    REQUEST_ID_KEY,
+)
 from segsvc.api.messages import user_segments
 from segsvc.domain.errors import Unauthenticated
 from segsvc.domain.models import ActiveSegment, Reason
 from segsvc.domain.tokens import TokenService
+from segsvc.observability.logs import configure_logging
+from segsvc.observability.metrics import Metrics
 from segsvc.store.memberships import ACTIVE_FOR_USER
+
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
+
+log = structlog.get_logger("segsvc.rpc")
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+    _Context = grpc.aio.ServicerContext[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+    _Context = grpc.aio.ServicerContext
+Behavior = Callable[[Any, _Context], Awaitable[Any]]
+
+
+def _header(context: _Context, name: str) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == name and isinstance(value, str):
+            return value
+    return ""
+
+
+def _bearer(context: _Context) -> str:
+    """The token of `authorization: Bearer <token>`, or UNAUTHENTICATED."""
+    scheme, _, token = _header(context, "authorization").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+    return token.strip()
+
+
+class Bookkeeping(_Interceptor):
+    """segsvc's ServerInterceptor, unary RPCs only, on the event loop."""
+
+    def __init__(self, tokens: TokenService, metrics: Metrics) -> None:
+        self.tokens = tokens
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler_call_details.method, handler.unary_unary),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+    def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+        protected = method.startswith(PROTECTED_PREFIX) and method not in PUBLIC_METHODS
+        level = "debug" if method.startswith(QUIET_PREFIXES) else "info"
+
+        async def wrapped(request: Any, context: _Context) -> Any:
+            started = time.perf_counter()
+            self.metrics.in_flight.inc()
+            request_id = _header(context, REQUEST_ID_KEY)[:128]
+            request_id = request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+            code = grpc.StatusCode.OK
+            account_id = None
+            try:
+                if protected:
+                    account_id = self.tokens.verify(_bearer(context))
+                return await behavior(request, context)
+            except Unauthenticated as exc:
+                code = grpc.StatusCode.UNAUTHENTICATED
+                await context.abort(code, str(exc))
+            finally:
+                elapsed = time.perf_counter() - started
+                self.metrics.in_flight.dec()
+                self.metrics.requests.labels(method, code.name).inc()
+                self.metrics.latency.labels(method).observe(elapsed)
+                getattr(log, level)(
+                    "rpc",
+                    method=method,
+                    code=code.name,
+                    duration_ms=round(elapsed * 1000, 3),
+                    account_id=account_id,
+                    request_id=request_id,
+                )
+
+        return wrapped
 
 
 class AioUsers(pb_grpc.UserServiceServicer):
-    """GetUserSegments only."""
+    """GetUserSegments only; with `tokens`, it checks the token itself (bare mode)."""
 
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection], tokens: TokenService) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]], tokens: TokenService | None
+    ) -> None:
         self.pool = pool
         self.tokens = tokens
-        self.counts = {"ok": 0, "error": 0}
 
-    async def GetUserSegments(  # noqa: N802
-        self, request: pb.GetUserSegmentsRequest, context: grpc.aio.ServicerContext[object, object]
+    async def GetUserSegments(  # noqa: N802 - the generated method name
+        self, request: pb.GetUserSegmentsRequest, context: _Context
     ) -> pb.GetUserSegmentsResponse:
-        metadata = dict(context.invocation_metadata() or ())
-        try:
-            self.tokens.verify(str(metadata.get("authorization", ""))[7:])
-        except Unauthenticated:
-            self.counts["error"] += 1
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+        if self.tokens is not None:
+            try:
+                self.tokens.verify(_bearer(context))
+            except Unauthenticated as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         async with self.pool.connection() as conn:
             cursor = await conn.execute(ACTIVE_FOR_USER, (request.user_id, datetime.now(UTC)))
             rows = await cursor.fetchall()
-        self.counts["ok"] += 1
         segments = [ActiveSegment(r[0], r[1], r[2], Reason(r[3])) for r in rows]
         return pb.GetUserSegmentsResponse(user=user_segments(request.user_id, segments))
 
 
-async def serve(port: int, database_url: str, secret: str, pool_size: int) -> None:
-    pool = AsyncConnectionPool(
+async def serve(port: int, database_url: str, secret: str, pool_size: int, bare: bool) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
         database_url,
         min_size=pool_size,
         max_size=pool_size,
         open=False,
-        kwargs={"autocommit": True, "options": "-c timezone=UTC"},
+        kwargs={
+            "autocommit": True,
+            "options": "-c timezone=UTC -c statement_timeout=60000",
+            "application_name": "segsvc-bench-aio",
+        },
     )
     await pool.open(wait=True)
     tokens = TokenService(secret.encode(), timedelta(hours=1), lambda: datetime.now(UTC))
-    users = AioUsers(pool, tokens)  # type: ignore[abstract]  # only GetUserSegments
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    interceptors = [] if bare else [Bookkeeping(tokens, Metrics())]
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+    # Only GetUserSegments is implemented; the stubs declare every method abstract.
+    users = AioUsers(pool, tokens if bare else None)  # type: ignore[abstract]
     pb_grpc.add_UserServiceServicer_to_server(users, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    print(json.dumps({"event": "serving", "grpc_port": bound, "http_port": 0}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(1)
     await pool.close()
-    print(json.dumps({"event": "counts", **users.counts}), flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--secret", required=True)
-    parser.add_argument("--pool-size", type=int, default=16)
-    parser.add_argument("--uvloop", action="store_true")
+    """`python -m bench.aio_server --port P [--bare] [--uvloop]`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database-url", default=os.environ.get("SEGSVC_DATABASE_URL"))
+    parser.add_argument("--secret", default=os.environ.get("SEGSVC_JWT_SECRET"))
+    parser.add_argument(
+        "--pool-size", type=int, default=int(os.environ.get("SEGSVC_POOL_SIZE", "16"))
+    )
+    parser.add_argument("--bare", action="store_true", help="no interceptor")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args()
-    coroutine = serve(args.port, args.database_url, args.secret, args.pool_size)
+    if not args.database_url or not args.secret:
+        parser.error("needs SEGSVC_DATABASE_URL and SEGSVC_JWT_SECRET (or the flags)")
+    configure_logging(
+        os.environ.get("SEGSVC_LOG_FORMAT", "json"), os.environ.get("SEGSVC_LOG_LEVEL", "INFO")
+    )
+    coroutine = serve(args.port, args.database_url, args.secret, args.pool_size, args.bare)
     if args.uvloop:
         import uvloop
 

@@ -1,26 +1,43 @@
-"""The bulk paths at full size: ImportUsers of N new ids, a 10 % rollout over every user,
-a month report over >= 1M history rows downloaded through its link, and streaming a
-large segment's members, each with the server's peak memory before and after (VmHWM),
-which shows whether a path holds its data in memory."""
+"""The bulk paths at full size, through the real server: a 10 % rollout over every seeded
+user, ImportUsers of N new ids, streaming a large segment's members, and a month report
+over >= 1M history rows, downloaded through its link and streamed over gRPC.
+
+Around each operation the server's peak RSS (VmHWM) is reset and read again, so the
+table shows how much memory that operation alone needed: a path that streams holds a
+chunk at a time whatever N is; one that buffers grows with N.
+"""
 
 from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
 import psycopg
 
-from bench.procstat import usage
+from bench.procstat import reset_peak, usage
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 
 CHUNK = 10_000
+REPORT_ROWS = 1_000_000
+ROLLOUT_SLUG = "BENCH_ROLLOUT"
+TIMEOUT = 900.0
+
+# Synthetic add/remove events spread over the current month up to now, for users that
+# exist, topping the month up to the wanted number of rows.
+_HISTORY = """
+INSERT INTO membership_history (user_id, segment_id, slug, operation, reason, at)
+SELECT 1 + g %% %(users)s, 1, 'SEG_0001',
+       CASE WHEN g %% 2 = 0 THEN 'add' ELSE 'remove' END, 'manual',
+       %(start)s + (%(now)s - %(start)s) * (g::float8 / %(rows)s)
+FROM generate_series(1, %(rows)s) g
+"""
 
 
 @dataclass(frozen=True)
@@ -31,108 +48,138 @@ class BulkRow:
     seconds: float
     amount: int
     unit: str
-    peak_rss_before_mib: float
-    peak_rss_after_mib: float
+    rss_before_mib: float
+    peak_rss_mib: float
+    note: str = ""
 
 
-def _timed(pid: int, what: str, unit: str, work: object) -> BulkRow:
-    before = usage(pid).peak_rss_mib
+@dataclass(frozen=True)
+class _Outcome:
+    amount: int
+    note: str = ""
+
+
+def _timed(pid: int, what: str, unit: str, work: Callable[[], _Outcome]) -> BulkRow:
+    per_operation = reset_peak(pid)
+    before = usage(pid)
     started = time.perf_counter()
-    amount = work()  # type: ignore[operator]
+    outcome = work()
     elapsed = time.perf_counter() - started
-    return BulkRow(what, elapsed, int(amount), unit, before, usage(pid).peak_rss_mib)
+    after = usage(pid)
+    note = outcome.note if per_operation else f"{outcome.note} (peak since start)".strip()
+    row = BulkRow(what, elapsed, outcome.amount, unit, before.rss_mib, after.peak_rss_mib, note)
+    print(
+        f"  {what}: {elapsed:.1f} s, {outcome.amount:,} {unit},"
+        f" RSS {before.rss_mib:.0f} -> peak {after.peak_rss_mib:.0f} MiB {note}",
+        flush=True,
+    )
+    return row
 
 
-def run(
-    target: str, token: str, pid: int, database_url: str, first_new_id: int, count: int
-) -> list[BulkRow]:
-    """Every bulk measurement, in an order where each builds on the previous data."""
-    md = (("authorization", f"Bearer {token}"),)
-    rows = []
-    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 1 << 26)]) as ch:
-        users = user_grpc.UserServiceStub(ch)
-        segments = seg_grpc.SegmentServiceStub(ch)
+def run(target: str, token: str, pid: int, database_url: str, users: int) -> list[BulkRow]:
+    """Every bulk measurement on a server (pid) over a database seeded with `users`."""
+    metadata = (("authorization", f"Bearer {token}"),)
+    with grpc.insecure_channel(target) as channel:
+        user_stub = user_grpc.UserServiceStub(channel)
+        segment_stub = seg_grpc.SegmentServiceStub(channel)
+
+        def rollout() -> _Outcome:
+            reply = segment_stub.CreateSegment(
+                seg_pb.CreateSegmentRequest(slug=ROLLOUT_SLUG, auto_percent=10),
+                metadata=metadata,
+                timeout=TIMEOUT,
+            )
+            return _Outcome(reply.segment.member_count)
 
         def chunks() -> Iterator[pb.ImportUsersRequest]:
-            for start in range(first_new_id, first_new_id + count, CHUNK):
-                ids = range(start, min(start + CHUNK, first_new_id + count))
-                yield pb.ImportUsersRequest(user_ids=ids)
+            for start in range(users + 1, 2 * users + 1, CHUNK):
+                yield pb.ImportUsersRequest(
+                    user_ids=range(start, min(start + CHUNK, 2 * users + 1))
+                )
 
-        rows.append(
-            _timed(
-                pid,
-                f"ImportUsers, {count:,} new ids",
-                "users created",
-                lambda: users.ImportUsers(chunks(), metadata=md, timeout=600).created_count,
+        def import_users() -> _Outcome:
+            reply = user_stub.ImportUsers(chunks(), metadata=metadata, timeout=TIMEOUT)
+            return _Outcome(
+                reply.created_count, f"+{reply.rollout_membership_count:,} rollout memberships"
             )
-        )
-        rows.append(
-            _timed(
-                pid,
-                "CreateSegment at 10 % over all users",
-                "users enrolled",
-                lambda: (
-                    segments.CreateSegment(
-                        seg_pb.CreateSegmentRequest(slug="BENCH_ROLLOUT", auto_percent=10),
-                        metadata=md,
-                        timeout=600,
-                    ).segment.member_count
-                ),
+
+        def members() -> _Outcome:
+            stream = segment_stub.ListSegmentUsers(
+                seg_pb.ListSegmentUsersRequest(slug=ROLLOUT_SLUG),
+                metadata=metadata,
+                timeout=TIMEOUT,
             )
-        )
-        rows.append(
+            return _Outcome(sum(len(message.user_ids) for message in stream))
+
+        rows = [
+            _timed(pid, f"CreateSegment auto_percent=10 over {users:,} users", "enrolled", rollout),
             _timed(
-                pid,
-                "ListSegmentUsers of the rollout segment",
-                "ids streamed",
-                lambda: sum(
-                    len(m.user_ids)
-                    for m in segments.ListSegmentUsers(
-                        seg_pb.ListSegmentUsersRequest(slug="BENCH_ROLLOUT"),
-                        metadata=md,
-                        timeout=600,
-                    )
-                ),
-            )
-        )
-        history_rows = _ensure_history(database_url, 1_000_000)
+                pid, f"ImportUsers {users:,} new ids, chunks of {CHUNK:,}", "created", import_users
+            ),
+            _timed(pid, "ListSegmentUsers of the rollout segment", "ids", members),
+        ]
+        month_rows = _top_up_history(database_url, users, REPORT_ROWS)
         now = datetime.now(UTC)
-        link = segments.GetHistoryReport(
-            seg_pb.GetHistoryReportRequest(year=now.year, month=now.month), metadata=md
+        link = segment_stub.GetHistoryReport(
+            seg_pb.GetHistoryReportRequest(year=now.year, month=now.month),
+            metadata=metadata,
+            timeout=60,
         )
         rows.append(
             _timed(
                 pid,
-                f"report download, {history_rows:,} rows in the month",
+                f"history report download, {month_rows:,} events in the month",
                 "bytes",
                 lambda: _download(link.url),
             )
         )
+
+        def stream_report() -> _Outcome:
+            stream = segment_stub.StreamHistoryReport(
+                seg_pb.StreamHistoryReportRequest(year=now.year, month=now.month),
+                metadata=metadata,
+                timeout=TIMEOUT,
+            )
+            messages = total = 0
+            for message in stream:
+                messages += 1
+                total += len(message.chunk)
+            return _Outcome(total, f"{messages:,} messages")
+
+        rows.append(
+            _timed(pid, "StreamHistoryReport, same month, over gRPC", "bytes", stream_report)
+        )
     return rows
 
 
-def _ensure_history(database_url: str, at_least: int) -> int:
-    """Top the current month's history up to `at_least` rows with synthetic events."""
+def _top_up_history(database_url: str, users: int, at_least: int) -> int:
+    """Make the current month hold at least `at_least` history rows; return how many."""
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        month_start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         row = conn.execute(
-            "SELECT count(*) FROM membership_history WHERE at >= %s", (month_start,)
+            "SELECT count(*) FROM membership_history WHERE at >= %s", (start,)
         ).fetchone()
         have = int(row[0]) if row else 0
         if have < at_least:
-            conn.execute(
-                "INSERT INTO membership_history (user_id, segment_id, slug, operation, reason, at)"
-                " SELECT g, 1, 'SEG_0001', CASE WHEN g %% 2 = 0 THEN 'add' ELSE 'remove' END,"
-                " 'manual', %s + (g %% 86400) * interval '1 second'"
-                " FROM generate_series(1, %s) g",
-                (month_start, at_least - have),
-            )
+            started = time.perf_counter()
+            params = {"users": users, "start": start, "now": now, "rows": at_least - have}
+            conn.execute(_HISTORY, params)
+            conn.execute("ANALYZE membership_history")
+            took = time.perf_counter() - started
+            print(f"  (added {at_least - have:,} history rows in {took:.1f} s)", flush=True)
         return max(have, at_least)
 
 
-def _download(url: str) -> int:
-    total = 0
-    with urllib.request.urlopen(url, timeout=600) as reply:  # noqa: S310 - loopback
+def _download(url: str) -> _Outcome:
+    """Stream the CSV to /dev/null; bytes, with the number of data lines as a note."""
+    total = lines = 0
+    with (
+        urllib.request.urlopen(url, timeout=TIMEOUT) as reply,  # noqa: S310 - our loopback link
+        open("/dev/null", "wb") as sink,
+    ):
         while chunk := reply.read(1 << 16):
             total += len(chunk)
-    return total
+            lines += chunk.count(b"\n")
+            sink.write(chunk)
+    return _Outcome(total, f"{lines - 1:,} CSV rows")

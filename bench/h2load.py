@@ -1,30 +1,22 @@
-"""Closed-loop load with h2load (Debian's nghttp2-client): a C HTTP/2 client that costs
-the server's machine far less CPU than a Python client would, so the server keeps its
-cores. gRPC over HTTP/2 is a POST of a length-prefixed protobuf; h2load sends the same
-request each time and records every request's latency in its log file."""
+"""Closed-loop load with h2load (Debian: nghttp2-client), optional.
+
+A C HTTP/2 client costs far less CPU than Python callers, which matters when client and
+server share two cores. A unary gRPC call is an HTTP/2 POST whose body is a 5-byte prefix
+(compression flag, big-endian length) and the serialized message. h2load sends that same
+body every time, so every call reads the same user; and it counts HTTP statuses, not
+gRPC ones (errors arrive with HTTP 200 and a grpc-status trailer), so its error count
+only shows broken streams.
+"""
 
 from __future__ import annotations
 
-import re
+import resource
 import shutil
-import statistics
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf.message import Message
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """What one h2load run measured."""
-
-    calls_per_second: float
-    done: int
-    failed: int
-    p50_ms: float
-    p99_ms: float
+from bench.load import LoadResult, summarize
 
 
 def available() -> bool:
@@ -32,61 +24,81 @@ def available() -> bool:
     return shutil.which("h2load") is not None
 
 
-def grpc_frame(message: Message) -> bytes:
+def grpc_frame(message: bytes) -> bytes:
     """The HTTP/2 body of a unary gRPC call: uncompressed flag + length + message."""
-    payload = message.SerializeToString()
-    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+    return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
-def run(
-    url: str,
-    message: Message,
-    token: str | None,
-    connections: int = 32,
-    seconds: int = 10,
-    warm_up: int = 3,
-) -> LoadResult:
-    """`connections` concurrent callers, one call in flight each, for `seconds`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        body, log = Path(tmp) / "body", Path(tmp) / "log"
-        body.write_bytes(grpc_frame(message))
-        headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class H2loadClient:
+    """`connections` x `streams` concurrent callers against one gRPC method."""
+
+    name = "h2load"
+
+    def __init__(
+        self,
+        url: str,
+        body: bytes,
+        token: str | None,
+        connections: int = 32,
+        streams: int = 1,
+    ) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-h2load-")
+        self._body = Path(self._tmp.name) / "body"
+        self._body.write_bytes(grpc_frame(body))
+        self._url = url
+        self._headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
         if token:
-            headers += ["-H", f"authorization: Bearer {token}"]
+            self._headers += ["-H", f"authorization: Bearer {token}"]
+        self._connections = connections
+        self._streams = streams
+
+    def round(self, seconds: float) -> LoadResult:
+        """One h2load run of `seconds` (no warm-up inside: the caller runs a warm-up
+        round, so the server CPU measured around this round covers only its calls)."""
+        log = Path(self._tmp.name) / "log"
+        log.unlink(missing_ok=True)  # h2load appends to an existing log
+        cpu = _children_cpu()
         result = subprocess.run(
             [
                 "h2load",
                 "-t",
                 "1",
                 "-c",
-                str(connections),
+                str(self._connections),
                 "-m",
-                "1",
-                f"--warm-up-time={warm_up}",
+                str(self._streams),
                 "-D",
-                str(seconds),
+                str(max(1, round(seconds))),
                 "-d",
-                str(body),
-                *headers,
+                str(self._body),
+                *self._headers,
                 f"--log-file={log}",
-                url,
+                self._url,
             ],
             capture_output=True,
             text=True,
-            check=True,
-            timeout=seconds + warm_up + 60,
+            check=False,
+            timeout=seconds + 60,
         )
-        latencies = sorted(int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines())
-    rate = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", result.stdout)
-    counts = re.search(
-        r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed", result.stdout
-    )
-    if not rate or not counts or not latencies:
-        raise RuntimeError(f"unexpected h2load output:\n{result.stdout}\n{result.stderr}")
-    return LoadResult(
-        calls_per_second=float(rate[1]),
-        done=int(counts[1]),
-        failed=int(counts[2]),
-        p50_ms=statistics.median(latencies),
-        p99_ms=latencies[int(len(latencies) * 0.99) - 1],
-    )
+        if result.returncode != 0 or not log.exists():
+            raise RuntimeError(f"h2load failed:\n{result.stdout}\n{result.stderr}")
+        rows = [line.split("\t") for line in log.read_text().splitlines()]
+        ok = [row for row in rows if row[1] == "200"]
+        starts = [int(row[0]) for row in rows]
+        ends = [int(row[0]) + int(row[2]) for row in rows]
+        span = (max(ends) - min(starts)) / 1e6 if rows else float(seconds)
+        return summarize(
+            [int(row[2]) / 1e6 for row in ok],
+            len(rows) - len(ok),
+            span,
+            _children_cpu() - cpu,
+        )
+
+    def close(self) -> None:
+        """Remove the request body and log."""
+        self._tmp.cleanup()

@@ -1,5 +1,5 @@
 """CPU time and memory of a process, read from /proc (Linux), so the benchmark needs no
-extra dependency to report server CPU per 1000 calls and peak RSS."""
+extra dependency (psutil) to report server CPU per 1000 calls and peak RSS."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Usage:
-    """A snapshot of one process."""
+    """A snapshot of one process (all its threads)."""
 
     cpu_seconds: float
     rss_mib: float
@@ -20,7 +20,8 @@ class Usage:
 
 
 def usage(pid: int) -> Usage:
-    """CPU (user + system) so far, current and peak resident memory."""
+    """CPU (user + system) so far, current and peak resident memory (VmRSS, VmHWM)."""
+    # Fields after the command name, which may itself contain spaces or parentheses.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / TICKS
     status = dict(
@@ -31,3 +32,14 @@ def usage(pid: int) -> Usage:
         return int(status[key].split()[0]) / 1024
 
     return Usage(cpu, mib("VmRSS"), mib("VmHWM"))
+
+
+def reset_peak(pid: int) -> bool:
+    """Start VmHWM again from the current RSS (Linux >= 4.0: "5" > clear_refs), so the
+    peak read after one operation belongs to that operation alone. False if not allowed,
+    in which case the peak covers the process's whole life so far."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True

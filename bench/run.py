@@ -1,10 +1,18 @@
-"""`python -m bench.run [--users N] [--quick] [--seconds S] [--only models,bulk]`
+"""`python -m bench.run [--users N] [--quick] [--only models,bulk] [--client python|h2load]`
 
-Seeds a fresh database (N users, 1 000 segments, 8 memberships per user), starts segsvc as
-production would (a separate process, real PostgreSQL), and measures: the read RPC and an
-empty RPC on the threaded server and on grpc.aio (server_models), then the bulk paths
-(bulk). Prints tables and writes bench/results/<time>.json. The database is dropped at
-the end. Needs h2load (Debian: nghttp2-client) for the load part.
+Creates a fresh database (bench_<random>) on the server of SEGSVC_BENCH_DATABASE_URL
+(default postgresql://postgres@127.0.0.1:5432/postgres), seeds N users (default
+1 000 000; --quick: 100 000), 1 000 segments and 8 memberships per user, and starts segsvc
+as production would: a separate `segsvc serve` process on a real PostgreSQL. Then:
+
+  models  threaded segsvc vs the same handler on grpc.aio: GetUserSegments for random
+          users and the empty Health/Check, 32 closed-loop callers (bench.server_models)
+  bulk    rollout, ImportUsers, ListSegmentUsers and the month report at N users, with
+          the server's peak memory per operation (bench.bulk)
+
+Prints tables, writes bench/results/<time>.json and drops the database at the end, on
+failure and on Ctrl-C too. Figures on a shared 2-core machine drift by tens of percent
+between runs: compare rows of one run.
 """
 
 from __future__ import annotations
@@ -12,15 +20,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import grpc
 
 from bench import bulk, h2load, seed, server_models
-from bench.servers import SEGSVC, free_port, launch
+from bench.servers import SEGSVC, Server, free_port, launch
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 
@@ -30,108 +43,154 @@ ADMIN_URL = os.environ.get(
 SECRET = "bench-secret-" + "b" * 52
 PASSWORD = "bench-password"  # noqa: S105 - a throwaway account in a throwaway database
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("models", "bulk")
 
 
-def sign_in(target: str) -> str:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--users", type=int, default=None, help="default 1 000 000")
+    parser.add_argument("--quick", action="store_true", help="100 000 users, 5 s rounds")
+    parser.add_argument("--seconds", type=float, default=None, help="round length (10; quick 5)")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop callers")
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="processes of the Python load client"
+    )
+    parser.add_argument("--client", choices=["python", "h2load"], default="python")
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
+    args = parser.parse_args(argv)
+    args.parts = [p for p in args.only.split(",") if p]
+    if unknown := set(args.parts) - set(PARTS):
+        parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    args.users = args.users or (100_000 if args.quick else 1_000_000)
+    args.seconds = args.seconds or (5.0 if args.quick else 10.0)
+    if args.client == "h2load" and not h2load.available():
+        print("h2load not found (apt-get install nghttp2-client): using the Python client")
+        args.client = "python"
+    return args
+
+
+def _sign_in(target: str) -> str:
     with grpc.insecure_channel(target) as channel:
         auth = auth_grpc.AuthServiceStub(channel)
         auth.SignUp(auth_pb.SignUpRequest(name="Bench", username="bench", password=PASSWORD))
-        return auth.SignIn(auth_pb.SignInRequest(username="bench", password=PASSWORD)).access_token
+        reply = auth.SignIn(auth_pb.SignInRequest(username="bench", password=PASSWORD))
+        return reply.access_token
 
 
-def table(title: str, header: list[str], rows: list[list[object]]) -> str:
+def _segsvc(env: dict[str, str], logs: Path, name: str) -> Server:
+    grpc_port, http_port = free_port(), free_port()
+    return launch(
+        [SEGSVC, "serve"],
+        {
+            **env,
+            "SEGSVC_GRPC_ADDR": f"127.0.0.1:{grpc_port}",
+            "SEGSVC_HTTP_ADDR": f"127.0.0.1:{http_port}",
+        },
+        grpc_port,
+        http_port,
+        logs / f"{name}.log",
+    )
+
+
+def table(title: str, rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of dataclass rows (floats with one decimal)."""
+    if not rows:
+        return ""
+    header = list(rows[0])
     lines = [f"\n{title}", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [
-        "| " + " | ".join(f"{c:,.1f}" if isinstance(c, float) else str(c) for c in r) + " |"
-        for r in rows
-    ]
+    for row in rows:
+        cells = [
+            f"{v:,.1f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+            for v in row.values()
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     )
-    parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="100 000 users, 5 s rounds")
-    parser.add_argument("--seconds", type=int, default=10, help="length of each measured round")
-    parser.add_argument("--only", default="models,bulk")
-    args = parser.parse_args()
-    users = 100_000 if args.quick else args.users
-    seconds = 5 if args.quick else args.seconds
-    parts = set(args.only.split(","))
-    name, url = seed.create_database(ADMIN_URL)
-    report: dict[str, object] = {"users": users, "seconds": seconds}
+    return result.stdout.strip()
+
+
+def _measure(args: argparse.Namespace, url: str, report: dict[str, Any]) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SEGSVC_")},
+        "SEGSVC_DATABASE_URL": url,
+        "SEGSVC_JWT_SECRET": SECRET,
+        "SEGSVC_BCRYPT_ROUNDS": "4",
+        "SEGSVC_TOKEN_TTL_SECONDS": "86400",
+        "SEGSVC_LOG_LEVEL": "WARNING",
+    }
+    logs = Path(tempfile.mkdtemp(prefix="segsvc-bench-"))
+    print(f"server logs in {logs}", flush=True)
+    server = _segsvc(env, logs, "sign_in")
     try:
-        print(f"seeding {users:,} users, 1 000 segments, 8 memberships each ...", flush=True)
-        report["seed_seconds"] = seed.seed(url, users)
-        print(f"seeded in {report['seed_seconds']:.1f} s", flush=True)
-        env = {
-            **os.environ,
-            "SEGSVC_DATABASE_URL": url,
-            "SEGSVC_JWT_SECRET": SECRET,
-            "SEGSVC_BCRYPT_ROUNDS": "4",
-            "SEGSVC_LOG_LEVEL": "WARNING",
-        }
-        logs = Path(tempfile.mkdtemp(prefix="segsvc-bench-"))
-        grpc_port, http_port = free_port(), free_port()
-        server = launch(
-            [SEGSVC, "serve"],
-            {
-                **env,
-                "SEGSVC_GRPC_ADDR": f"127.0.0.1:{grpc_port}",
-                "SEGSVC_HTTP_ADDR": f"127.0.0.1:{http_port}",
-            },
-            grpc_port,
-            http_port,
-            logs / "segsvc.log",
+        token = _sign_in(server.target)
+    finally:
+        server.stop()
+    if "models" in args.parts:
+        print(
+            f"\nserver models: {args.concurrency} callers, {args.client} client,"
+            f" 2 rounds of {args.seconds:g} s each (second reported)",
+            flush=True,
         )
-        token = sign_in(f"127.0.0.1:{grpc_port}")
+        load = server_models.Load(
+            token, args.users, args.seconds, args.concurrency, args.client_processes, args.client
+        )
+        report["server_models"] = [asdict(r) for r in server_models.compare(env, load, logs)]
+    if "bulk" in args.parts:
+        print("\nbulk paths (fresh segsvc process):", flush=True)
+        server = _segsvc(env, logs, "bulk")
         try:
-            if "bulk" in parts:
-                rows = bulk.run(
-                    f"127.0.0.1:{grpc_port}", token, server.process.pid, url, users + 1, users
-                )
-                report["bulk"] = [asdict(r) for r in rows]
-                print(
-                    table(
-                        "Bulk paths",
-                        ["what", "seconds", "amount", "unit", "peak RSS before MiB", "after MiB"],
-                        [list(asdict(r).values()) for r in rows],
-                    ),
-                    flush=True,
-                )
+            rows = bulk.run(server.target, token, server.pid, url, args.users)
         finally:
             server.stop()
-        if "models" in parts:
-            if not h2load.available():
-                print("h2load not found (apt-get install nghttp2-client): skipping server models")
-            else:
-                rows_m = server_models.compare(env, url, SECRET, token, 42, seconds, logs)
-                report["server_models"] = [asdict(r) for r in rows_m]
-                print(
-                    table(
-                        "Server models (32 concurrent callers, h2load, second round)",
-                        [
-                            "server",
-                            "rpc",
-                            "calls/s",
-                            "p50 ms",
-                            "p99 ms",
-                            "CPU ms / 1000 calls",
-                            "RSS MiB",
-                            "failed",
-                        ],
-                        [list(asdict(r).values()) for r in rows_m],
-                    ),
-                    flush=True,
-                )
+        report["bulk"] = [asdict(r) for r in rows]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Seed, measure the selected parts, print and save the results, clean up."""
+    args = _arguments(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": _commit(),
+        "cpus": os.cpu_count(),
+        "users": args.users,
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "client": args.client,
+        "client_processes": args.client_processes,
+    }
+    name, url = seed.create_database(ADMIN_URL)
+    print(f"database {name}", flush=True)
+    try:
+        print(f"seeding {args.users:,} users, 1 000 segments, 8 memberships each:", flush=True)
+        report["seed_seconds"] = seed.seed(url, args.users)
+        print(f"seeded in {report['seed_seconds']['total']:.1f} s", flush=True)
+        _measure(args, url, report)
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         seed.drop_database(ADMIN_URL, name)
+        print(f"dropped database {name}", flush=True)
+    print(table("Server models (second round)", report.get("server_models", [])))
+    print(table("Bulk paths", report.get("bulk", [])))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / time.strftime("%Y%m%dT%H%M%S.json")
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nwritten {out}")
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nseed {report['seed_seconds']['total']:.1f} s; results in {out}")
 
 
 if __name__ == "__main__":

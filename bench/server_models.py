@@ -1,24 +1,49 @@
-"""Threaded `segsvc serve` against the same handler on grpc.aio (with and without uvloop,
-when uvloop is installed): calls/s, latency, server CPU per 1000 calls, memory, plus the
-empty-RPC ceiling (health check) of each, all in one run on the same data."""
+"""Threaded `segsvc serve` against the same handler on grpc.aio, measured in one run.
+
+The core issue asked to "measure both (threaded grpc.server vs grpc.aio) with your real
+handler before you commit to one". Each server model is started in turn on the same
+database and driven by the same client with the same concurrency: GetUserSegments for
+random users, then an empty RPC (Health/Check) for the ceiling of the RPC layer alone.
+Each gets a warm-up round and a measured round; around the measured one the server's
+CPU time is read from /proc, giving CPU per 1000 calls, which is what decides how many
+calls a core can serve whatever the client costs.
+
+`python -m bench.server_models [bench.run flags]` runs this part alone.
+"""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from grpc_health.v1 import health_pb2
 
 from bench import h2load
+from bench.load import Call, LoadClient, PythonClient
 from bench.procstat import usage
 from bench.servers import SEGSVC, Server, free_port, launch
 from segmentation.v1 import user_service_pb2 as pb
 
 READ = "/segmentation.v1.UserService/GetUserSegments"
 EMPTY = "/grpc.health.v1.Health/Check"
+# h2load repeats one body, hence one user.
+H2LOAD_USER_ID = 42
+ClientKind = Literal["python", "h2load"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server model to measure: how to start it, with which extra settings."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port_flag: bool = False
 
 
 @dataclass(frozen=True)
@@ -27,87 +52,129 @@ class Row:
 
     server: str
     rpc: str
+    client: str
     calls_per_second: float
     p50_ms: float
     p99_ms: float
+    errors: int
     cpu_ms_per_1000: float
+    server_cores: float
+    client_cores: float
     rss_mib: float
-    failed: int
+    peak_rss_mib: float
 
 
-def measure(name: str, server: Server, token: str, user_id: int, seconds: int) -> list[Row]:
-    """Two rounds per RPC (the first warms caches); the second is reported."""
-    rows = []
-    for rpc, message in (
-        (READ, pb.GetUserSegmentsRequest(user_id=user_id)),
-        (EMPTY, health_pb2.HealthCheckRequest()),
-    ):
-        url = f"http://127.0.0.1:{server.grpc_port}{rpc}"
-        h2load.run(url, message, token, seconds=max(3, seconds // 2))
-        before = usage(server.process.pid)
-        result = h2load.run(url, message, token, seconds=seconds)
-        after = usage(server.process.pid)
-        cpu = (after.cpu_seconds - before.cpu_seconds) * 1000 / max(result.done, 1) * 1000
-        rows.append(
-            Row(
-                name,
-                rpc.rsplit("/", 1)[1],
-                result.calls_per_second,
-                result.p50_ms,
-                result.p99_ms,
-                cpu,
-                after.rss_mib,
-                result.failed,
-            )
-        )
-    return rows
+@dataclass(frozen=True)
+class Load:
+    """How hard and with what to drive each server."""
+
+    token: str
+    users: int
+    seconds: float
+    concurrency: int = 32
+    processes: int = 2
+    client: ClientKind = "python"
 
 
-def compare(
-    segsvc_env: dict[str, str],
-    database_url: str,
-    secret: str,
-    token: str,
-    user_id: int,
-    seconds: int,
-    logs: Path,
-) -> list[Row]:
-    """Start each server model in turn on the same database and measure it."""
-    aio = [
-        sys.executable,
-        "-m",
-        "bench.aio_server",
-        "--database-url",
-        database_url,
-        "--secret",
-        secret,
-    ]
-    variants: list[tuple[str, list[str], dict[str, str]]] = [
-        ("threaded, logs at WARNING", [SEGSVC, "serve"], {"SEGSVC_LOG_LEVEL": "WARNING"}),
-        ("threaded, a log line per call", [SEGSVC, "serve"], {"SEGSVC_LOG_LEVEL": "INFO"}),
-        ("grpc.aio", aio, {}),
+def variants() -> list[Variant]:
+    """segsvc itself (logs off, then a log line per call) and the grpc.aio twin (with
+    segsvc's interceptor work, then bare; on uvloop too when it is installed)."""
+    aio = [sys.executable, "-m", "bench.aio_server"]
+    found = [
+        Variant("threaded segsvc, log WARNING", [SEGSVC, "serve"], {"SEGSVC_LOG_LEVEL": "WARNING"}),
+        Variant("threaded segsvc, log INFO", [SEGSVC, "serve"], {"SEGSVC_LOG_LEVEL": "INFO"}),
+        Variant("grpc.aio, interceptor", aio, {"SEGSVC_LOG_LEVEL": "WARNING"}, port_flag=True),
+        Variant("grpc.aio, bare", [*aio, "--bare"], {"SEGSVC_LOG_LEVEL": "WARNING"}, True),
     ]
     if importlib.util.find_spec("uvloop"):
-        variants.append(("grpc.aio + uvloop", [*aio, "--uvloop"], {}))
+        found.append(
+            Variant(
+                "grpc.aio + uvloop, interceptor",
+                [*aio, "--uvloop"],
+                {"SEGSVC_LOG_LEVEL": "WARNING"},
+                port_flag=True,
+            )
+        )
+    return found
+
+
+def _client(server: Server, method: str, load: Load) -> LoadClient:
+    if load.client == "h2load":
+        body = (
+            pb.GetUserSegmentsRequest(user_id=H2LOAD_USER_ID).SerializeToString()
+            if method == READ
+            else health_pb2.HealthCheckRequest().SerializeToString()
+        )
+        return h2load.H2loadClient(
+            f"http://{server.target}{method}", body, load.token, connections=load.concurrency
+        )
+    call = Call(method, max_user_id=load.users) if method == READ else Call(method)
+    return PythonClient(server.target, load.token, call, load.concurrency, load.processes)
+
+
+def measure(name: str, server: Server, method: str, load: Load) -> Row:
+    """A warm-up round, then the measured round with the server's CPU around it."""
+    client = _client(server, method, load)
+    try:
+        client.round(load.seconds)
+        before = usage(server.pid)
+        result = client.round(load.seconds)
+        after = usage(server.pid)
+    finally:
+        client.close()
+    cpu = after.cpu_seconds - before.cpu_seconds
+    return Row(
+        server=name,
+        rpc=method.rsplit("/", 1)[1],
+        client=client.name,
+        calls_per_second=result.calls_per_second,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        errors=result.errors,
+        cpu_ms_per_1000=cpu * 1e6 / max(1, result.calls + result.errors),
+        server_cores=cpu / result.seconds if result.seconds else 0.0,
+        client_cores=result.client_cpu_seconds / result.seconds if result.seconds else 0.0,
+        rss_mib=after.rss_mib,
+        peak_rss_mib=after.peak_rss_mib,
+    )
+
+
+@contextmanager
+def _running(variant: Variant, base_env: dict[str, str], logs: Path) -> Iterator[Server]:
+    port, http_port = free_port(), free_port()
+    env = {
+        **base_env,
+        **variant.env,
+        "SEGSVC_GRPC_ADDR": f"127.0.0.1:{port}",
+        "SEGSVC_HTTP_ADDR": f"127.0.0.1:{http_port}",
+    }
+    command = [*variant.command, "--port", str(port)] if variant.port_flag else variant.command
+    log = logs / (variant.name.replace(" ", "_").replace(",", "") + ".log")
+    server = launch(command, env, port, http_port, log)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def compare(base_env: dict[str, str], load: Load, logs: Path) -> list[Row]:
+    """Every variant, both RPCs; rows in the order measured (printed as they come)."""
     rows: list[Row] = []
-    for name, command, extra in variants:
-        port = free_port()
-        env = {
-            **segsvc_env,
-            **extra,
-            "SEGSVC_GRPC_ADDR": f"127.0.0.1:{port}",
-            "SEGSVC_HTTP_ADDR": f"127.0.0.1:{free_port()}",
-        }
-        if command is aio or command[0] == sys.executable:
-            command = [*command, "--port", str(port)]
-        server = launch(command, env, port, 0, logs / f"{name.split(',')[0].replace(' ', '_')}.log")
-        try:
-            rows.extend(measure(name, server, token, user_id, seconds))
-        finally:
-            server.stop()
+    for variant in variants():
+        with _running(variant, base_env, logs) as server:
+            for method in (READ, EMPTY):
+                row = measure(variant.name, server, method, load)
+                print(
+                    f"  {row.server:<32} {row.rpc:<16} {row.calls_per_second:8,.0f} calls/s"
+                    f"  p99 {row.p99_ms:6.1f} ms  {row.cpu_ms_per_1000:6.0f} CPU ms/1k"
+                    f"  errors {row.errors}",
+                    flush=True,
+                )
+                rows.append(row)
     return rows
 
 
-def as_json(rows: list[Row]) -> str:
-    """The rows for bench/results."""
-    return json.dumps([row.__dict__ for row in rows], indent=2)
+if __name__ == "__main__":
+    from bench.run import main
+
+    main(["--only", "models", *sys.argv[1:]])

@@ -1,6 +1,10 @@
 """Starting the servers under test as child processes on ports chosen here, ready when
 gRPC health checking answers SERVING (which works for every server model, whatever it
-logs), and stopped with SIGTERM like an orchestrator would."""
+logs), and stopped with SIGTERM like an orchestrator would.
+
+Each server runs in its own session, so a Ctrl-C in the terminal reaches only the
+benchmark, which then stops the servers in order and drops its database.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SEGSVC = str(Path(sys.executable).parent / "segsvc")
+START_TIMEOUT = 120.0
 
 
 def free_port() -> int:
@@ -27,37 +32,58 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A running server process."""
+    """A running server process and where it listens."""
 
     process: subprocess.Popen[bytes]
     grpc_port: int
     http_port: int
     log: Path
 
-    def stop(self) -> int:
-        """SIGTERM and wait; the exit status."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+    @property
+    def pid(self) -> int:
+        """The server's process id (for /proc)."""
+        return self.process.pid
+
+    @property
+    def target(self) -> str:
+        """host:port of its gRPC listener."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, wait (SIGKILL after `timeout`); the exit status. Safe to repeat."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
 
 
 def launch(
     command: list[str], env: dict[str, str], grpc_port: int, http_port: int, log: Path
 ) -> Server:
-    """Start `command` and wait until it serves."""
+    """Start `command` (output to `log`) and wait until it serves."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited: {log.read_text()[-2000:]}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return Server(process, grpc_port, http_port, log)
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{command[0]} did not become SERVING: {log.read_text()[-2000:]}")
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(process, grpc_port, http_port, log)
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command[0]} exited: {log.read_text()[-2000:]}")
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return server
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise RuntimeError(f"{command[0]} did not become SERVING: {log.read_text()[-2000:]}")
+    except BaseException:
+        server.stop(timeout=5)
+        raise
