@@ -14,6 +14,7 @@ from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from tests.support.api import update
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]
@@ -35,17 +36,9 @@ def test_concurrent_adds_and_removes_of_one_user(
 
     def worker(slug: str) -> None:
         for _ in range(ROUNDS):
-            users.UpdateUserSegments(
-                pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
-                metadata=auth_metadata,
-            )
-            users.UpdateUserSegments(
-                pb.UpdateUserSegmentsRequest(user_id=uid, remove=[slug]), metadata=auth_metadata
-            )
-        users.UpdateUserSegments(
-            pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
-            metadata=auth_metadata,
-        )
+            update(users, auth_metadata, uid, add=[slug])
+            update(users, auth_metadata, uid, remove=[slug])
+        update(users, auth_metadata, uid, add=[slug])
 
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(worker, slugs))
@@ -73,10 +66,7 @@ def test_concurrent_identical_adds_create_one_membership(
     uid = names.user_id()  # not registered yet: registration races too
 
     def add(_: int) -> list[str]:
-        reply = users.UpdateUserSegments(
-            pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
-            metadata=auth_metadata,
-        )
+        reply = update(users, auth_metadata, uid, add=[slug])
         return [s.slug for s in reply.user.segments]
 
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -104,10 +94,7 @@ def test_delete_racing_with_adds_leaves_no_orphans(
 
     def add(uid: int) -> grpc.StatusCode:
         try:
-            users.UpdateUserSegments(
-                pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
-                metadata=auth_metadata,
-            )
+            update(users, auth_metadata, uid, add=[slug])
         except grpc.RpcError as err:  # NOT_FOUND once the delete has won
             return err.code()
         return grpc.StatusCode.OK

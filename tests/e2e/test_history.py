@@ -22,6 +22,7 @@ from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.server import SegsvcServer
+from tests.support.api import update
 from tests.support.clock import MovableClock
 from tests.support.names import Names
 
@@ -186,9 +187,7 @@ def test_segments_as_of_a_past_instant(
         metadata=auth_metadata,
     )
     clock.freeze(start + timedelta(days=5))
-    users.UpdateUserSegments(
-        pb.UpdateUserSegmentsRequest(user_id=uid, remove=[voice]), metadata=auth_metadata
-    )
+    update(users, auth_metadata, uid, remove=[voice])
     clock.freeze(start + timedelta(days=30))
 
     def at(instant: datetime) -> list[tuple[str, datetime]]:
@@ -220,10 +219,7 @@ def test_whole_month_report_without_filter_is_ordered(
     segments.CreateSegment(seg_pb.CreateSegmentRequest(slug=slug), metadata=auth_metadata)
     ids = names.user_ids(5)
     for uid in reversed(ids):  # same instant, inserted in descending id order
-        users.UpdateUserSegments(
-            pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=slug)]),
-            metadata=auth_metadata,
-        )
+        update(users, auth_metadata, uid, add=[slug])
     clock.reset()
     link = segments.GetHistoryReport(
         seg_pb.GetHistoryReportRequest(year=2019, month=7), metadata=auth_metadata

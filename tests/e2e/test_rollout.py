@@ -15,6 +15,7 @@ from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.domain.rollout import is_enrolled
+from tests.support.api import update
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]
@@ -89,10 +90,7 @@ def test_users_registered_later_are_enrolled_iff_the_hash_says_so(
         if reply.user.segments:
             assert reply.user.segments[0].reason == pb.MEMBERSHIP_REASON_ROLLOUT
     for uid in implicit:
-        users.UpdateUserSegments(
-            pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=plain)]),
-            metadata=auth_metadata,
-        )
+        update(users, auth_metadata, uid, add=[plain])
     users.ImportUsers(iter([pb.ImportUsersRequest(user_ids=imported)]), metadata=auth_metadata)
     everyone = created + implicit + imported
     expected = {u for u in everyone if is_enrolled(f"{slug}:v2", 3000, u)}
@@ -116,9 +114,7 @@ def test_explicit_removal_sticks(
     uid = names.user_id()
     first = users.CreateUser(pb.CreateUserRequest(user_id=uid), metadata=auth_metadata)
     assert [s.slug for s in first.user.segments] == [slug]
-    users.UpdateUserSegments(
-        pb.UpdateUserSegmentsRequest(user_id=uid, remove=[slug]), metadata=auth_metadata
-    )
+    update(users, auth_metadata, uid, remove=[slug])
     # Registration paths run again for this user: none may re-enrol it.
     with pytest.raises(grpc.RpcError):
         users.CreateUser(pb.CreateUserRequest(user_id=uid), metadata=auth_metadata)

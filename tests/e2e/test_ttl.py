@@ -17,6 +17,7 @@ from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.server import SegsvcServer
+from tests.support.api import update
 from tests.support.clock import MovableClock
 from tests.support.names import Names
 from tests.support.servers import make_settings
@@ -123,10 +124,7 @@ def test_readd_after_expiry_starts_a_new_membership(
     uid = names.user_id()
     add_with_ttl(users, auth_metadata, uid, segment, timedelta(minutes=5))
     clock.advance(timedelta(minutes=10))  # expired, not swept
-    again = users.UpdateUserSegments(
-        pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=segment)]),
-        metadata=auth_metadata,
-    )
+    again = update(users, auth_metadata, uid, add=[segment])
     assert [s.slug for s in again.user.segments] == [segment]
     assert not again.user.segments[0].HasField("expires_at")
     rows = db.execute(
@@ -158,10 +156,7 @@ def test_readding_changes_or_clears_the_expiry(
         metadata=auth_metadata,
     )
     assert longer.user.segments[0].expires_at.ToDatetime(tzinfo=UTC) == at
-    cleared = users.UpdateUserSegments(
-        pb.UpdateUserSegmentsRequest(user_id=uid, add=[pb.SegmentAddition(slug=segment)]),
-        metadata=auth_metadata,
-    )
+    cleared = update(users, auth_metadata, uid, add=[segment])
     assert not cleared.user.segments[0].HasField("expires_at")
     ops = db.execute(
         "SELECT operation FROM membership_history WHERE user_id = %s ORDER BY id", (uid,)

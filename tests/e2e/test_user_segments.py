@@ -14,35 +14,8 @@ from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from tests.support.api import Metadata, create_segments, slugs_of, update
 from tests.support.names import Names
-
-Metadata = tuple[tuple[str, str], ...]
-
-
-def create_segments(segments: seg_grpc.SegmentServiceStub, md: Metadata, *slugs: str) -> None:
-    for slug in slugs:
-        segments.CreateSegment(seg_pb.CreateSegmentRequest(slug=slug), metadata=md)
-
-
-def slugs_of(user: pb.UserSegments) -> list[str]:
-    return [s.slug for s in user.segments]
-
-
-def update(
-    users: user_grpc.UserServiceStub,
-    md: Metadata,
-    user_id: int,
-    add: list[str] = (),  # type: ignore[assignment]
-    remove: list[str] = (),  # type: ignore[assignment]
-) -> pb.UpdateUserSegmentsResponse:
-    return users.UpdateUserSegments(
-        pb.UpdateUserSegmentsRequest(
-            user_id=user_id,
-            add=[pb.SegmentAddition(slug=s) for s in add],
-            remove=list(remove),
-        ),
-        metadata=md,
-    )
 
 
 def history_rows(db: psycopg.Connection[Any], user_id: int) -> list[tuple[str, str, str]]:
