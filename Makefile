@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 
 ## Start the service (embedded PostgreSQL when SEGSVC_DATABASE_URL is unset).
 run: $(BIN)/.installed
-	$(BIN)/segsvc serve
+	SEGSVC_LOG_FORMAT=$${SEGSVC_LOG_FORMAT:-console} $(BIN)/segsvc serve
 
 ## Lint, type-check and run every test against a real PostgreSQL.
 test: $(BIN)/.installed lint typecheck

@@ -51,3 +51,5 @@ def configure_logging(log_format: str = "json", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The embedded PostgreSQL narrates every start-up step at INFO; its warnings suffice.
+    logging.getLogger("pgserver").setLevel(max(logging.WARNING, root.level))

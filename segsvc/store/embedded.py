@@ -7,12 +7,15 @@ when the last process using it exits.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 
 def start_embedded(data_dir: Path) -> tuple[str, Any]:
     """Start (or reuse) PostgreSQL in `data_dir`; return its URL and the handle to keep."""
+    # pgserver asks platformdirs for a runtime directory that containers often lack.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     try:
         from pgserver.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - depends on the install

@@ -26,7 +26,7 @@ from tests.support.servers import make_settings
 README = Path(__file__).resolve().parents[2] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-VARYING_KEYS = {"access_token", "url"}
+VARYING_KEYS = {"access_token", "url", "chunk"}
 MARKER = "@@README-BLOCK@@"
 
 
@@ -110,6 +110,7 @@ def test_readme_has_examples_for_every_rpc() -> None:
         "SegmentService/ListSegments",
         "SegmentService/ListSegmentUsers",
         "SegmentService/GetHistoryReport",
+        "SegmentService/StreamHistoryReport",
         "Health/Check",
     ):
         assert rpc in text, rpc
