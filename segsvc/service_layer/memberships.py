@@ -72,6 +72,8 @@ class MembershipService:
         """Apply adds and removes atomically; return the user's segments afterwards."""
         now = self.clock()
         update = validate_update(user_id, additions, removals, now)
+        if not update.slugs:  # nothing to change: no implicit registration either
+            return self.get(user_id)
         with self.db.transaction() as conn:
             self._register_and_lock(conn, user_id, now, account_id)
             ids = segments.lock_live(conn, update.slugs)

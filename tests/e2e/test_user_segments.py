@@ -60,6 +60,7 @@ def test_unknown_user_is_registered_implicitly_and_unknown_reads_are_empty(
         pb.GetUserSegmentsRequest(user_id=stranger), metadata=auth_metadata
     )
     assert list(empty.user.segments) == []
+    update(users, auth_metadata, stranger)  # an empty update changes nothing
     update(users, auth_metadata, newcomer, add=[slug])
     assert db.execute("SELECT 1 FROM users WHERE user_id = %s", (newcomer,)).fetchone()
     assert not db.execute("SELECT 1 FROM users WHERE user_id = %s", (stranger,)).fetchone()
