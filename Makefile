@@ -7,10 +7,10 @@ PROTOS := $(wildcard proto/segmentation/v1/*.proto)
 
 .PHONY: run test lint typecheck proto proto-check bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]' -e clients/python
 	touch $@
 
 ## Start the service (embedded PostgreSQL when SEGSVC_DATABASE_URL is unset).
@@ -29,9 +29,10 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-## Regenerate generated/ from proto/ (commit the result).
+## Regenerate generated/ and the client's copy from proto/ (commit the result).
 proto: $(BIN)/.installed
 	$(BIN)/python tools/protogen.py generated
+	$(BIN)/python tools/client_protogen.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
