@@ -1,4 +1,4 @@
-"""`segsvc serve | migrate`: the process entry points.
+"""`segsvc serve | migrate`: the process entry points (client commands: cli_commands).
 
 Start-up problems (a bad setting, a missing secret, a port in use, an unreachable
 database) end the process with one clear line on stderr and exit status 2 or 1, never
@@ -17,6 +17,7 @@ import psycopg
 import structlog
 from pydantic import ValidationError
 
+from segsvc import cli_commands
 from segsvc.config import Settings
 from segsvc.observability.logs import configure_logging
 from segsvc.server import SegsvcServer, StartupError
@@ -85,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     migrate_cmd.add_argument(
         "--to", type=int, default=None, help="target version (default: newest; 0 = empty)"
     )
+    cli_commands.add_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command in cli_commands.COMMANDS:
+        return cli_commands.run(args)
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     try:
