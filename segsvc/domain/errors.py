@@ -60,5 +60,9 @@ class PermissionDenied(DomainError):
     """The caller is known but may not do this."""
 
 
+class ResourceExhausted(DomainError):
+    """A bounded resource (e.g. password checking) is saturated; retry with backoff."""
+
+
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows the request (e.g. schema too new)."""
