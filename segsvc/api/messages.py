@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from segmentation.v1 import auth_options_pb2 as auth_pb
 from segmentation.v1 import segment_service_pb2 as segment_pb
 from segmentation.v1 import user_service_pb2 as user_pb
+from segsvc.domain.errors import InvalidArgument
 from segsvc.domain.membership_update import RequestedAddition
 from segsvc.domain.models import ActiveSegment, Reason, Segment
+from segsvc.domain.roles import Role
 from segsvc.domain.rollout import basis_points_to_percent
 
 _REASONS = {
@@ -30,6 +33,21 @@ def timestamp(value: datetime) -> Timestamp:
 def to_datetime(value: Timestamp) -> datetime:
     """An aware UTC datetime for a protobuf Timestamp."""
     return value.ToDatetime(tzinfo=UTC)
+
+
+def role(value: int, field: str) -> Role | None:
+    """The domain role of a proto `Role` value (None when unspecified)."""
+    if value == auth_pb.ROLE_UNSPECIFIED:
+        return None
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidArgument.single(field, f"unknown role {value}") from None
+
+
+def role_value(value: Role) -> auth_pb.Role.ValueType:
+    """The proto `Role` value of a domain role."""
+    return auth_pb.Role.ValueType(value.value)
 
 
 def to_timedelta(value: Duration) -> timedelta:
