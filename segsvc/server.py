@@ -35,6 +35,11 @@ from segsvc.http.server import HttpEndpoints
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.accounts import AccountService
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
+<<<<<<< HEAD
+=======
+from segsvc.service_layer.memberships import MembershipService
+from segsvc.service_layer.password_work import PasswordWork
+>>>>>>> main
 from segsvc.service_layer.reports import ReportService
 from segsvc.service_layer.segments import Segments
 from segsvc.service_layer.users import Users
@@ -99,9 +104,7 @@ class SegsvcServer:
             database_url, settings.pool_min_size, settings.pool_size, settings.pool_timeout_seconds
         )
         self.metrics.watch_pool(self.db.pool)
-        self.password_executor = ThreadPoolExecutor(
-            settings.password_workers, thread_name_prefix="bcrypt"
-        )
+        self.password_work = PasswordWork(settings.password_workers, settings.password_queue)
         tokens = TokenService(secret, timedelta(seconds=settings.token_ttl_seconds), clock)
         signer = ReportLinkSigner(
             secret, timedelta(seconds=settings.report_link_ttl_seconds), clock
@@ -109,7 +112,7 @@ class SegsvcServer:
         self.accounts = AccountService(
             self.db,
             tokens,
-            self.password_executor,
+            self.password_work,
             settings.bcrypt_rounds,
             hash_password(secrets.token_urlsafe(16), settings.bcrypt_rounds),
         )
@@ -227,7 +230,7 @@ class SegsvcServer:
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
         self.http.stop()
-        self.password_executor.shutdown(wait=False, cancel_futures=True)
+        self.password_work.shutdown()
         self.db.close()
         log.info("stopped")
 
