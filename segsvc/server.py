@@ -35,11 +35,7 @@ from segsvc.http.server import HttpEndpoints
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.accounts import AccountService
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
-<<<<<<< HEAD
-=======
-from segsvc.service_layer.memberships import MembershipService
 from segsvc.service_layer.password_work import PasswordWork
->>>>>>> main
 from segsvc.service_layer.reports import ReportService
 from segsvc.service_layer.segments import Segments
 from segsvc.service_layer.users import Users

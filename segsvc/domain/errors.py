@@ -56,13 +56,9 @@ class PermissionDenied(Exception):
     """The caller is known but may not do this."""
 
 
-<<<<<<< HEAD
-class FailedPrecondition(Exception):
-=======
-class ResourceExhausted(DomainError):
+class ResourceExhausted(Exception):
     """A bounded resource (e.g. password checking) is saturated; retry with backoff."""
 
 
-class FailedPrecondition(DomainError):
->>>>>>> main
+class FailedPrecondition(Exception):
     """The system is not in a state that allows the request (e.g. schema too new)."""
