@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     password_workers: int = Field(
         default=2, ge=1, description="Threads that hash and check passwords (CPU-bound)."
     )
+    password_queue: int = Field(
+        default=2,
+        ge=0,
+        description="Password checks that may wait for a password thread; beyond "
+        "password_workers + this, SignUp/SignIn answer RESOURCE_EXHAUSTED at once.",
+    )
     expiry_sweep_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often expired memberships are moved to history."
     )

@@ -35,9 +35,10 @@ from segsvc.http.server import HttpEndpoints
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.accounts import AccountService
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
-from segsvc.service_layer.memberships import MembershipService
+from segsvc.service_layer.password_work import PasswordWork
 from segsvc.service_layer.reports import ReportService
-from segsvc.service_layer.segments import SegmentService
+from segsvc.service_layer.segments import Segments
+from segsvc.service_layer.users import Users
 from segsvc.store import migrations
 from segsvc.store.database import Database
 
@@ -99,9 +100,7 @@ class SegsvcServer:
             database_url, settings.pool_min_size, settings.pool_size, settings.pool_timeout_seconds
         )
         self.metrics.watch_pool(self.db.pool)
-        self.password_executor = ThreadPoolExecutor(
-            settings.password_workers, thread_name_prefix="bcrypt"
-        )
+        self.password_work = PasswordWork(settings.password_workers, settings.password_queue)
         tokens = TokenService(secret, timedelta(seconds=settings.token_ttl_seconds), clock)
         signer = ReportLinkSigner(
             secret, timedelta(seconds=settings.report_link_ttl_seconds), clock
@@ -109,12 +108,12 @@ class SegsvcServer:
         self.accounts = AccountService(
             self.db,
             tokens,
-            self.password_executor,
+            self.password_work,
             settings.bcrypt_rounds,
             hash_password(secrets.token_urlsafe(16), settings.bcrypt_rounds),
         )
-        self.memberships = MembershipService(self.db, clock)
-        self.segments = SegmentService(self.db, clock)
+        self.users = Users(self.db, clock)
+        self.segments = Segments(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
         try:
             self.http = HttpEndpoints(http_host, http_port)
@@ -163,7 +162,7 @@ class SegsvcServer:
             ],
         )
         auth_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.accounts), server)
-        user_grpc.add_UserServiceServicer_to_server(UserServicer(self.memberships), server)
+        user_grpc.add_UserServiceServicer_to_server(UserServicer(self.users), server)
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
@@ -227,7 +226,7 @@ class SegsvcServer:
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
         self.http.stop()
-        self.password_executor.shutdown(wait=False, cancel_futures=True)
+        self.password_work.shutdown()
         self.db.close()
         log.info("stopped")
 

@@ -167,6 +167,8 @@ def map_exception(exc: BaseException) -> MappedStatus:
             return MappedStatus(code.UNAUTHENTICATED, str(exc))
         case errors.PermissionDenied():
             return MappedStatus(code.PERMISSION_DENIED, str(exc))
+        case errors.ResourceExhausted():
+            return MappedStatus(code.RESOURCE_EXHAUSTED, str(exc))
         case errors.FailedPrecondition():
             return MappedStatus(code.FAILED_PRECONDITION, str(exc))
         case psycopg.errors.SerializationFailure() | psycopg.errors.DeadlockDetected():

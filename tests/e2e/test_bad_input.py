@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import grpc
 import pytest
@@ -229,7 +230,7 @@ def test_rollout_percentages_that_are_not_a_bucket_count(
         request = seg_pb.CreateSegmentRequest(
             slug=slug, auto_percent=percent, validate_only=validate_only
         )
-        error = rejected(lambda: segments.CreateSegment(request, metadata=auth_metadata))
+        error = rejected(partial(segments.CreateSegment, request, metadata=auth_metadata))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
         answers.append(field_violations(error))
     assert answers[0] == answers[1]
