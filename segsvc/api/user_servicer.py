@@ -51,7 +51,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
     def GetUserSegments(
         self, request: pb.GetUserSegmentsRequest, context: grpc.ServicerContext
     ) -> pb.GetUserSegmentsResponse:
-        as_of = messages.to_datetime(request.as_of) if request.HasField("as_of") else None
+        as_of = messages.to_datetime(request.as_of, "as_of") if request.HasField("as_of") else None
         segments = self.users.get(request.user_id, as_of)
         return pb.GetUserSegmentsResponse(user=messages.user_segments(request.user_id, segments))
 
