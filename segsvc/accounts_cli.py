@@ -14,7 +14,7 @@ import getpass
 import sys
 
 from segsvc.config import Settings
-from segsvc.domain.errors import DomainError
+from segsvc.domain.errors import AlreadyExists, InvalidArgument
 from segsvc.domain.roles import Role
 from segsvc.service_layer.accounts import create_account
 from segsvc.store import migrations
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, settings: Settings, database_url: str) -> int:
             Role.from_label(args.role),
             settings.bcrypt_rounds,
         )
-    except DomainError as exc:
+    except (AlreadyExists, InvalidArgument) as exc:
         print(f"segsvc: {exc}", file=sys.stderr)
         return 2
     finally:

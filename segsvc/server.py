@@ -39,10 +39,10 @@ from segsvc.service_layer.accounts import AccountService
 from segsvc.service_layer.api_keys import ApiKeyService
 from segsvc.service_layer.authentication import Authenticator
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
-from segsvc.service_layer.memberships import MembershipService
 from segsvc.service_layer.password_work import PasswordWork
 from segsvc.service_layer.reports import ReportService
-from segsvc.service_layer.segments import SegmentService
+from segsvc.service_layer.segments import Segments
+from segsvc.service_layer.users import Users
 from segsvc.store import migrations
 from segsvc.store.database import Database
 
@@ -129,8 +129,8 @@ class SegsvcServer:
             clock,
         )
         self.api_keys = ApiKeyService(self.db, self.authenticator, clock)
-        self.memberships = MembershipService(self.db, clock)
-        self.segments = SegmentService(self.db, clock)
+        self.users = Users(self.db, clock)
+        self.segments = Segments(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
         try:
             self.http = HttpEndpoints(http_host, http_port)
@@ -191,7 +191,7 @@ class SegsvcServer:
         auth_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(self.accounts, self.api_keys), server
         )
-        user_grpc.add_UserServiceServicer_to_server(UserServicer(self.memberships), server)
+        user_grpc.add_UserServiceServicer_to_server(UserServicer(self.users), server)
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
