@@ -1,4 +1,5 @@
-"""`segsvc serve | migrate`: the process entry points (client commands: cli_commands).
+"""`segsvc serve | migrate | accounts`: the process entry points (client commands such as
+`segsvc segment` live in cli_commands).
 
 Start-up problems (a bad setting, a missing secret, a port in use, an unreachable
 database) end the process with one clear line on stderr and exit status 2 or 1, never
@@ -17,7 +18,7 @@ import psycopg
 import structlog
 from pydantic import ValidationError
 
-from segsvc import cli_commands
+from segsvc import accounts_cli, cli_commands
 from segsvc.config import Settings
 from segsvc.observability.logs import configure_logging
 from segsvc.server import SegsvcServer, StartupError
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     migrate_cmd.add_argument(
         "--to", type=int, default=None, help="target version (default: newest; 0 = empty)"
     )
+    accounts_cli.add_parser(commands)
     cli_commands.add_parsers(commands)
     args = parser.parse_args(argv)
     if args.command in cli_commands.COMMANDS:
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(settings)
+        if args.command == "accounts":
+            url, _embedded = _database_url(settings)
+            return accounts_cli.run(args, settings, url)
         return migrate(settings, args.to)
     except StartupError as exc:
         print(f"segsvc: {exc}", file=sys.stderr)

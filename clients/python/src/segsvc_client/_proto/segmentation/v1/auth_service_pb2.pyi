@@ -4,9 +4,12 @@ isort:skip_file
 """
 
 import builtins
+import collections.abc
 import google.protobuf.descriptor
+import google.protobuf.internal.containers
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
+import segsvc_client._proto.segmentation.v1.auth_options_pb2
 import typing
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
@@ -18,20 +21,26 @@ class SignUpRequest(google.protobuf.message.Message):
     NAME_FIELD_NUMBER: builtins.int
     USERNAME_FIELD_NUMBER: builtins.int
     PASSWORD_FIELD_NUMBER: builtins.int
+    ROLE_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Display name, 1-200 characters."""
     username: builtins.str
     """Login name, 3-64 characters of a-z, 0-9, '.', '_' and '-'."""
     password: builtins.str
     """8-72 bytes (bcrypt's limit)."""
+    role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType
+    """Role of the new account; unset means ROLE_READER. The first account of an empty
+    system is always ROLE_ADMIN.
+    """
     def __init__(
         self,
         *,
         name: builtins.str = ...,
         username: builtins.str = ...,
         password: builtins.str = ...,
+        role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["name", b"name", "password", b"password", "username", b"username"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["name", b"name", "password", b"password", "role", b"role", "username", b"username"]) -> None: ...
 
 global___SignUpRequest = SignUpRequest
 
@@ -40,14 +49,17 @@ class SignUpResponse(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ACCOUNT_ID_FIELD_NUMBER: builtins.int
+    ROLE_FIELD_NUMBER: builtins.int
     account_id: builtins.int
     """Id of the new account; it is the `sub` claim of its tokens."""
+    role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType
     def __init__(
         self,
         *,
         account_id: builtins.int = ...,
+        role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["account_id", b"account_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["account_id", b"account_id", "role", b"role"]) -> None: ...
 
 global___SignUpResponse = SignUpResponse
 
@@ -89,3 +101,171 @@ class SignInResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["access_token", b"access_token", "expires_at", b"expires_at"]) -> None: ...
 
 global___SignInResponse = SignInResponse
+
+@typing.final
+class DeleteAccountRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: builtins.int
+    account_id: builtins.int
+    def __init__(
+        self,
+        *,
+        account_id: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["account_id", b"account_id"]) -> None: ...
+
+global___DeleteAccountRequest = DeleteAccountRequest
+
+@typing.final
+class DeleteAccountResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___DeleteAccountResponse = DeleteAccountResponse
+
+@typing.final
+class CreateApiKeyRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: builtins.int
+    ROLE_FIELD_NUMBER: builtins.int
+    name: builtins.str
+    """What the key is for, 1-200 characters (e.g. "pricing-api production")."""
+    role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType
+    """Role of the key; required."""
+    def __init__(
+        self,
+        *,
+        name: builtins.str = ...,
+        role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["name", b"name", "role", b"role"]) -> None: ...
+
+global___CreateApiKeyRequest = CreateApiKeyRequest
+
+@typing.final
+class CreateApiKeyResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: builtins.int
+    API_KEY_FIELD_NUMBER: builtins.int
+    key_id: builtins.int
+    api_key: builtins.str
+    """Pass as call metadata: `authorization: Bearer <api_key>`. Shown only here."""
+    def __init__(
+        self,
+        *,
+        key_id: builtins.int = ...,
+        api_key: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["api_key", b"api_key", "key_id", b"key_id"]) -> None: ...
+
+global___CreateApiKeyResponse = CreateApiKeyResponse
+
+@typing.final
+class ApiKey(google.protobuf.message.Message):
+    """An API key without its secret."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
+    ROLE_FIELD_NUMBER: builtins.int
+    PREFIX_FIELD_NUMBER: builtins.int
+    CREATED_BY_FIELD_NUMBER: builtins.int
+    CREATE_TIME_FIELD_NUMBER: builtins.int
+    REVOKE_TIME_FIELD_NUMBER: builtins.int
+    key_id: builtins.int
+    name: builtins.str
+    role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType
+    prefix: builtins.str
+    """The first characters of the key, to recognise it (e.g. "sgk_Ab12")."""
+    created_by: builtins.int
+    """The admin account that created the key; calls made with the key act as that
+    account in history, with the key's role.
+    """
+    @property
+    def create_time(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def revoke_time(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Set once the key is revoked."""
+
+    def __init__(
+        self,
+        *,
+        key_id: builtins.int = ...,
+        name: builtins.str = ...,
+        role: segsvc_client._proto.segmentation.v1.auth_options_pb2.Role.ValueType = ...,
+        prefix: builtins.str = ...,
+        created_by: builtins.int = ...,
+        create_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        revoke_time: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["create_time", b"create_time", "revoke_time", b"revoke_time"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["create_time", b"create_time", "created_by", b"created_by", "key_id", b"key_id", "name", b"name", "prefix", b"prefix", "revoke_time", b"revoke_time", "role", b"role"]) -> None: ...
+
+global___ApiKey = ApiKey
+
+@typing.final
+class ListApiKeysRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___ListApiKeysRequest = ListApiKeysRequest
+
+@typing.final
+class ListApiKeysResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    API_KEYS_FIELD_NUMBER: builtins.int
+    @property
+    def api_keys(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ApiKey]:
+        """Every key, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        api_keys: collections.abc.Iterable[global___ApiKey] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["api_keys", b"api_keys"]) -> None: ...
+
+global___ListApiKeysResponse = ListApiKeysResponse
+
+@typing.final
+class RevokeApiKeyRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: builtins.int
+    key_id: builtins.int
+    def __init__(
+        self,
+        *,
+        key_id: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["key_id", b"key_id"]) -> None: ...
+
+global___RevokeApiKeyRequest = RevokeApiKeyRequest
+
+@typing.final
+class RevokeApiKeyResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: builtins.int
+    @property
+    def api_key(self) -> global___ApiKey: ...
+    def __init__(
+        self,
+        *,
+        api_key: global___ApiKey | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["api_key", b"api_key"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["api_key", b"api_key"]) -> None: ...
+
+global___RevokeApiKeyResponse = RevokeApiKeyResponse

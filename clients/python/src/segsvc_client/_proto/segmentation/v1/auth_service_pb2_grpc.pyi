@@ -18,9 +18,10 @@ class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type:
     ...
 
 class AuthServiceStub:
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
@@ -28,7 +29,11 @@ class AuthServiceStub:
         segsvc_client._proto.segmentation.v1.auth_service_pb2.SignUpRequest,
         segsvc_client._proto.segmentation.v1.auth_service_pb2.SignUpResponse,
     ]
-    """SignUp creates an account. The username must be unused."""
+    """SignUp creates an account. It needs an admin's credential, except for the very
+    first account of an empty system (which becomes admin) and, when the server runs
+    with SEGSVC_OPEN_SIGNUP=true, for reader and writer accounts. The username must
+    be unused.
+    """
 
     SignIn: grpc.UnaryUnaryMultiCallable[
         segsvc_client._proto.segmentation.v1.auth_service_pb2.SignInRequest,
@@ -36,17 +41,52 @@ class AuthServiceStub:
     ]
     """SignIn checks a password and returns an HS256 access token."""
 
+    DeleteAccount: grpc.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.DeleteAccountRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.DeleteAccountResponse,
+    ]
+    """DeleteAccount removes an account: its tokens and API keys stop working on every
+    replica within SEGSVC_AUTH_CACHE_SECONDS. History keeps its id.
+    """
+
+    CreateApiKey: grpc.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.CreateApiKeyRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.CreateApiKeyResponse,
+    ]
+    """CreateApiKey creates a key for a service. The key is in this response only;
+    segsvc keeps a hash of it.
+    """
+
+    ListApiKeys: grpc.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.ListApiKeysRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.ListApiKeysResponse,
+    ]
+    """ListApiKeys lists every key, revoked ones included, without the secrets."""
+
+    RevokeApiKey: grpc.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.RevokeApiKeyRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.RevokeApiKeyResponse,
+    ]
+    """RevokeApiKey stops a key from working on every replica within
+    SEGSVC_AUTH_CACHE_SECONDS. Revoking a revoked key changes nothing.
+    """
+
 class AuthServiceAsyncStub:
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     SignUp: grpc.aio.UnaryUnaryMultiCallable[
         segsvc_client._proto.segmentation.v1.auth_service_pb2.SignUpRequest,
         segsvc_client._proto.segmentation.v1.auth_service_pb2.SignUpResponse,
     ]
-    """SignUp creates an account. The username must be unused."""
+    """SignUp creates an account. It needs an admin's credential, except for the very
+    first account of an empty system (which becomes admin) and, when the server runs
+    with SEGSVC_OPEN_SIGNUP=true, for reader and writer accounts. The username must
+    be unused.
+    """
 
     SignIn: grpc.aio.UnaryUnaryMultiCallable[
         segsvc_client._proto.segmentation.v1.auth_service_pb2.SignInRequest,
@@ -54,10 +94,41 @@ class AuthServiceAsyncStub:
     ]
     """SignIn checks a password and returns an HS256 access token."""
 
+    DeleteAccount: grpc.aio.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.DeleteAccountRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.DeleteAccountResponse,
+    ]
+    """DeleteAccount removes an account: its tokens and API keys stop working on every
+    replica within SEGSVC_AUTH_CACHE_SECONDS. History keeps its id.
+    """
+
+    CreateApiKey: grpc.aio.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.CreateApiKeyRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.CreateApiKeyResponse,
+    ]
+    """CreateApiKey creates a key for a service. The key is in this response only;
+    segsvc keeps a hash of it.
+    """
+
+    ListApiKeys: grpc.aio.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.ListApiKeysRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.ListApiKeysResponse,
+    ]
+    """ListApiKeys lists every key, revoked ones included, without the secrets."""
+
+    RevokeApiKey: grpc.aio.UnaryUnaryMultiCallable[
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.RevokeApiKeyRequest,
+        segsvc_client._proto.segmentation.v1.auth_service_pb2.RevokeApiKeyResponse,
+    ]
+    """RevokeApiKey stops a key from working on every replica within
+    SEGSVC_AUTH_CACHE_SECONDS. Revoking a revoked key changes nothing.
+    """
+
 class AuthServiceServicer(metaclass=abc.ABCMeta):
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     @abc.abstractmethod
@@ -66,7 +137,11 @@ class AuthServiceServicer(metaclass=abc.ABCMeta):
         request: segsvc_client._proto.segmentation.v1.auth_service_pb2.SignUpRequest,
         context: _ServicerContext,
     ) -> typing.Union[segsvc_client._proto.segmentation.v1.auth_service_pb2.SignUpResponse, collections.abc.Awaitable[segsvc_client._proto.segmentation.v1.auth_service_pb2.SignUpResponse]]:
-        """SignUp creates an account. The username must be unused."""
+        """SignUp creates an account. It needs an admin's credential, except for the very
+        first account of an empty system (which becomes admin) and, when the server runs
+        with SEGSVC_OPEN_SIGNUP=true, for reader and writer accounts. The username must
+        be unused.
+        """
 
     @abc.abstractmethod
     def SignIn(
@@ -75,5 +150,43 @@ class AuthServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[segsvc_client._proto.segmentation.v1.auth_service_pb2.SignInResponse, collections.abc.Awaitable[segsvc_client._proto.segmentation.v1.auth_service_pb2.SignInResponse]]:
         """SignIn checks a password and returns an HS256 access token."""
+
+    @abc.abstractmethod
+    def DeleteAccount(
+        self,
+        request: segsvc_client._proto.segmentation.v1.auth_service_pb2.DeleteAccountRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[segsvc_client._proto.segmentation.v1.auth_service_pb2.DeleteAccountResponse, collections.abc.Awaitable[segsvc_client._proto.segmentation.v1.auth_service_pb2.DeleteAccountResponse]]:
+        """DeleteAccount removes an account: its tokens and API keys stop working on every
+        replica within SEGSVC_AUTH_CACHE_SECONDS. History keeps its id.
+        """
+
+    @abc.abstractmethod
+    def CreateApiKey(
+        self,
+        request: segsvc_client._proto.segmentation.v1.auth_service_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[segsvc_client._proto.segmentation.v1.auth_service_pb2.CreateApiKeyResponse, collections.abc.Awaitable[segsvc_client._proto.segmentation.v1.auth_service_pb2.CreateApiKeyResponse]]:
+        """CreateApiKey creates a key for a service. The key is in this response only;
+        segsvc keeps a hash of it.
+        """
+
+    @abc.abstractmethod
+    def ListApiKeys(
+        self,
+        request: segsvc_client._proto.segmentation.v1.auth_service_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[segsvc_client._proto.segmentation.v1.auth_service_pb2.ListApiKeysResponse, collections.abc.Awaitable[segsvc_client._proto.segmentation.v1.auth_service_pb2.ListApiKeysResponse]]:
+        """ListApiKeys lists every key, revoked ones included, without the secrets."""
+
+    @abc.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: segsvc_client._proto.segmentation.v1.auth_service_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[segsvc_client._proto.segmentation.v1.auth_service_pb2.RevokeApiKeyResponse, collections.abc.Awaitable[segsvc_client._proto.segmentation.v1.auth_service_pb2.RevokeApiKeyResponse]]:
+        """RevokeApiKey stops a key from working on every replica within
+        SEGSVC_AUTH_CACHE_SECONDS. Revoking a revoked key changes nothing.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
