@@ -8,7 +8,7 @@ import json
 import secrets
 import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ import pytest
 
 from segsvc.cli_commands import exit_codes
 from segsvc.server import SegsvcServer
-from segsvc_client import SegsvcClient
+from segsvc_client import Role, SegsvcClient
+from tests.conftest import ADMIN_CREDENTIALS
 from tests.support.names import Names
 from tests.support.servers import SEGSVC, child_env
 
@@ -26,10 +27,18 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
-def cli_account(server: SegsvcServer) -> str:
+def admin(server: SegsvcServer) -> Iterator[SegsvcClient]:
+    username, password = ADMIN_CREDENTIALS
+    target = f"127.0.0.1:{server.grpc_port}"
+    with SegsvcClient(target, username=username, password=password) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def cli_account(admin: SegsvcClient) -> str:
+    """A writer account for the commands (a person, signing in with a password)."""
     username = f"cli-{secrets.token_hex(4)}"
-    with SegsvcClient(f"127.0.0.1:{server.grpc_port}") as client:
-        client.sign_up(username, PASSWORD)
+    admin.sign_up(username, PASSWORD, role=Role.WRITER)
     return username
 
 
@@ -80,6 +89,23 @@ def test_login_stores_a_token_readable_by_the_owner_only(logged_in: Cli, config_
     assert PASSWORD not in stored.read_text()
     assert logged_in("logout").returncode == 0
     assert not stored.exists()
+
+
+def test_login_with_an_api_key(
+    cli: Cli, admin: SegsvcClient, server: SegsvcServer, names: Names, config_home: Path
+) -> None:
+    target = f"127.0.0.1:{server.grpc_port}"
+    reader = admin.create_api_key(f"cli reader {names.tag}", Role.READER)
+    assert cli("login", "--target", target, "--api-key", "wrong").returncode == (
+        exit_codes.AUTH_FAILED
+    )
+    assert not (config_home / "segsvc" / "credentials.json").exists()
+
+    assert cli("login", "--target", target, "--api-key", reader.api_key).returncode == 0
+    assert _json(cli("user", "get", str(names.user_id()), "--json"))["segments"] == []
+    denied = cli("segment", "create", names.slug())
+    assert denied.returncode == exit_codes.AUTH_FAILED
+    assert "writer" in denied.stderr
 
 
 def test_main_workflow(logged_in: Cli, names: Names, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""segsvc_client (clients/python) against the real server: every method, plain results,
-one exception per status with the server's field violations, and the channel's retry
-policy (reads repeated on UNAVAILABLE, plain writes never)."""
+"""segsvc_client (clients/python) against the real server: API keys and password sign-in,
+every method, plain results, one exception per status with the server's field
+violations, and the channel's retry policy (reads repeated on UNAVAILABLE, plain writes
+never)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from segsvc.server import SegsvcServer
 from segsvc_client import (
     AsyncSegsvcClient,
     MembershipReason,
+    Role,
     SegmentAddition,
     SegsvcClient,
 )
 from segsvc_client._proto.segmentation.v1 import user_service_pb2 as client_user_pb
+from tests.conftest import ADMIN_CREDENTIALS
 from tests.support.names import Names
 
 PASSWORD = "password-1"
@@ -35,19 +38,54 @@ def target(server: SegsvcServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def account(target: str) -> tuple[str, str]:
-    """A username and password of an account for the client tests."""
-    username = f"client-{secrets.token_hex(4)}"
-    with SegsvcClient(target) as anonymous:
-        anonymous.sign_up(username, PASSWORD, name="Client tests")
-    return username, PASSWORD
+def admin(target: str) -> Iterator[SegsvcClient]:
+    """The session admin, signing in with a password (the client renews the token)."""
+    username, password = ADMIN_CREDENTIALS
+    with SegsvcClient(target, username=username, password=password) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")
-def client(target: str, account: tuple[str, str]) -> Iterator[SegsvcClient]:
-    username, password = account
-    with SegsvcClient(target, username=username, password=password) as instance:
+def writer_key(admin: SegsvcClient) -> str:
+    return admin.create_api_key("client tests", Role.WRITER).api_key
+
+
+@pytest.fixture(scope="session")
+def client(target: str, writer_key: str) -> Iterator[SegsvcClient]:
+    """What a service uses: a writer API key."""
+    with SegsvcClient(target, api_key=writer_key) as instance:
         yield instance
+
+
+def test_api_keys_roles_and_revocation(admin: SegsvcClient, target: str, names: Names) -> None:
+    created = admin.create_api_key(f"reader {names.tag}", "reader")
+    listed = {k.key_id: k for k in admin.list_api_keys()}
+    assert listed[created.key_id].role is Role.READER
+    assert listed[created.key_id].revoke_time is None
+    assert created.api_key.startswith(listed[created.key_id].prefix)
+
+    with SegsvcClient(target, api_key=created.api_key) as reader:
+        assert reader.get_user_segments(names.user_id()).segments == ()
+        with pytest.raises(segsvc_client.PermissionDenied) as denied:
+            reader.update_user_segments(names.user_id(), add=[names.slug()])
+        assert "writer" in denied.value.message
+        with pytest.raises(segsvc_client.PermissionDenied):
+            reader.create_api_key("escalate", Role.ADMIN)
+
+        revoked = admin.revoke_api_key(created.key_id)
+        assert revoked.revoke_time is not None
+        with pytest.raises(segsvc_client.Unauthenticated):
+            reader.get_user_segments(names.user_id())
+
+
+def test_deleted_account_can_no_longer_call(admin: SegsvcClient, target: str) -> None:
+    username = f"gone-{secrets.token_hex(4)}"
+    account_id = admin.sign_up(username, PASSWORD, role=Role.WRITER)
+    with SegsvcClient(target, username=username, password=PASSWORD) as person:
+        person.get_user_segments(1)
+        admin.delete_account(account_id)
+        with pytest.raises(segsvc_client.Unauthenticated):
+            person.get_user_segments(1)
 
 
 def test_update_and_read_back_plain_values(client: SegsvcClient, names: Names) -> None:
@@ -141,6 +179,11 @@ def test_invalid_argument_carries_field_violations(client: SegsvcClient, names: 
 
 
 def test_missing_or_wrong_credentials_are_unauthenticated(target: str) -> None:
+    with (
+        SegsvcClient(target, api_key="not-a-key") as forged,
+        pytest.raises(segsvc_client.Unauthenticated),
+    ):
+        forged.get_user_segments(1)
     with SegsvcClient(target) as anonymous, pytest.raises(segsvc_client.Unauthenticated):
         anonymous.get_user_segments(1)
     with (
@@ -159,13 +202,17 @@ def test_unreachable_server_is_unavailable() -> None:
 
 
 def test_async_client_matches_the_blocking_one(
-    client: SegsvcClient, target: str, account: tuple[str, str], names: Names
+    client: SegsvcClient, target: str, writer_key: str, names: Names
 ) -> None:
     slug, user_id = names.slug("ASYNC"), names.user_id()
-    username, password = account
+    username, password = ADMIN_CREDENTIALS
 
     async def scenario() -> None:
-        async with AsyncSegsvcClient(target, username=username, password=password) as aio:
+        async with AsyncSegsvcClient(target, username=username, password=password) as admin:
+            created = await admin.create_api_key(f"async {names.tag}", Role.READER)
+            assert created.key_id in [k.key_id for k in await admin.list_api_keys()]
+            await admin.revoke_api_key(created.key_id)
+        async with AsyncSegsvcClient(target, api_key=writer_key) as aio:
             await aio.create_segment(slug)
             updated = await aio.update_user_segments(user_id, add=[slug])
             assert updated == await aio.get_user_segments(user_id)

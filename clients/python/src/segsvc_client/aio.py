@@ -36,8 +36,11 @@ from segsvc_client.client import IMPORT_CHUNK_SIZE, LIST_PAGE_SIZE
 from segsvc_client.errors import translated
 from segsvc_client.models import (
     AccessToken,
+    ApiKey,
     ImportResult,
+    NewApiKey,
     ReportLink,
+    Role,
     Segment,
     SegmentAddition,
     UserSegments,
@@ -117,15 +120,68 @@ class AsyncSegsvcClient:
     # AuthService
 
     async def sign_up(
-        self, username: str, password: str, name: str = "", *, timeout: float | None = None
+        self,
+        username: str,
+        password: str,
+        name: str = "",
+        *,
+        role: Role | str | None = None,
+        timeout: float | None = None,
     ) -> int:
-        """Create an account; returns its id."""
-        request = auth_pb.SignUpRequest(name=name or username, username=username, password=password)
+        """Create an account (an admin's call, except for a new system's first account);
+        returns its id."""
+        request = auth_pb.SignUpRequest(
+            name=name or username,
+            username=username,
+            password=password,
+            role=messages.role_value(role),
+        )
         with translated():
             reply = await self._auth.SignUp(
                 request, timeout=timeout or self.timeout, metadata=await self._metadata()
             )
         return reply.account_id
+
+    async def delete_account(self, account_id: int, *, timeout: float | None = None) -> None:
+        """Remove an account; its tokens and API keys stop working."""
+        with translated():
+            await self._auth.DeleteAccount(
+                auth_pb.DeleteAccountRequest(account_id=account_id),
+                timeout=timeout or self.timeout,
+                metadata=await self._metadata(),
+            )
+
+    async def create_api_key(
+        self, name: str, role: Role | str, *, timeout: float | None = None
+    ) -> NewApiKey:
+        """Create an API key for a service; the secret is in the result only."""
+        with translated():
+            reply = await self._auth.CreateApiKey(
+                auth_pb.CreateApiKeyRequest(name=name, role=messages.role_value(role)),
+                timeout=timeout or self.timeout,
+                metadata=await self._metadata(),
+            )
+        return messages.new_api_key(reply)
+
+    async def list_api_keys(self, *, timeout: float | None = None) -> list[ApiKey]:
+        """Every API key, revoked ones included (without their secrets)."""
+        with translated():
+            reply = await self._auth.ListApiKeys(
+                auth_pb.ListApiKeysRequest(),
+                timeout=timeout or self.timeout,
+                metadata=await self._metadata(),
+            )
+        return [messages.api_key(k) for k in reply.api_keys]
+
+    async def revoke_api_key(self, key_id: int, *, timeout: float | None = None) -> ApiKey:
+        """Revoke an API key; it stops working on every replica within seconds."""
+        with translated():
+            reply = await self._auth.RevokeApiKey(
+                auth_pb.RevokeApiKeyRequest(key_id=key_id),
+                timeout=timeout or self.timeout,
+                metadata=await self._metadata(),
+            )
+        return messages.api_key(reply.api_key)
 
     async def sign_in(
         self, username: str, password: str, *, timeout: float | None = None

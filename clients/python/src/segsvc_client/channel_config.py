@@ -26,6 +26,7 @@ SERVICE = "segmentation.v1."
 # Safe to repeat on UNAVAILABLE: reads, and sign-in (it only issues a token).
 IDEMPOTENT_METHODS: tuple[tuple[str, str], ...] = (
     ("AuthService", "SignIn"),
+    ("AuthService", "ListApiKeys"),
     ("UserService", "GetUserSegments"),
     ("UserService", "BatchGetUserSegments"),
     ("SegmentService", "GetSegment"),

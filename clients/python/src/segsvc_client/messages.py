@@ -11,14 +11,18 @@ from datetime import datetime, timedelta, timezone
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from segsvc_client._proto.segmentation.v1 import auth_options_pb2 as options_pb
 from segsvc_client._proto.segmentation.v1 import auth_service_pb2 as auth_pb
 from segsvc_client._proto.segmentation.v1 import segment_service_pb2 as segment_pb
 from segsvc_client._proto.segmentation.v1 import user_service_pb2 as user_pb
 from segsvc_client.models import (
     AccessToken,
+    ApiKey,
     ImportResult,
     MembershipReason,
+    NewApiKey,
     ReportLink,
+    Role,
     Segment,
     SegmentAddition,
     UserSegment,
@@ -30,6 +34,26 @@ _REASONS = {
     user_pb.MEMBERSHIP_REASON_MANUAL: MembershipReason.MANUAL,
     user_pb.MEMBERSHIP_REASON_ROLLOUT: MembershipReason.ROLLOUT,
 }
+
+
+_ROLES = {
+    Role.READER: options_pb.ROLE_READER,
+    Role.WRITER: options_pb.ROLE_WRITER,
+    Role.ADMIN: options_pb.ROLE_ADMIN,
+}
+
+
+def role_value(role: Role | str | None) -> options_pb.Role.ValueType:
+    """The proto enum value of a role (by member or name, e.g. "writer")."""
+    if role is None:
+        return options_pb.ROLE_UNSPECIFIED
+    return _ROLES[role if isinstance(role, Role) else Role(role.lower())]
+
+
+def role(value: options_pb.Role.ValueType) -> Role | None:
+    """The role of a proto enum value; None for ROLE_UNSPECIFIED or one this client
+    does not know yet."""
+    return next((r for r, v in _ROLES.items() if v == value), None)
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -157,3 +181,21 @@ def report_link(message: segment_pb.GetHistoryReportResponse) -> ReportLink:
 def access_token(message: auth_pb.SignInResponse) -> AccessToken:
     """AccessToken from its message."""
     return AccessToken(token=message.access_token, expires_at=_datetime(message.expires_at))
+
+
+def new_api_key(message: auth_pb.CreateApiKeyResponse) -> NewApiKey:
+    """NewApiKey from its message."""
+    return NewApiKey(key_id=message.key_id, api_key=message.api_key)
+
+
+def api_key(message: auth_pb.ApiKey) -> ApiKey:
+    """ApiKey from its message."""
+    return ApiKey(
+        key_id=message.key_id,
+        name=message.name,
+        role=role(message.role),
+        prefix=message.prefix,
+        created_by=message.created_by,
+        create_time=_datetime(message.create_time),
+        revoke_time=_datetime(message.revoke_time) if message.HasField("revoke_time") else None,
+    )

@@ -12,6 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 
+class Role(enum.Enum):
+    """What an account or API key may do: each role includes the ones before it."""
+
+    READER = "reader"
+    """Reads and reports."""
+    WRITER = "writer"
+    """Reader, plus every membership and segment change."""
+    ADMIN = "admin"
+    """Writer, plus accounts and API keys."""
+
+
 class MembershipReason(enum.Enum):
     """Why a user is in a segment."""
 
@@ -87,3 +98,24 @@ class AccessToken:
 
     token: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    """A freshly created API key: `api_key` is shown this once, store it as a secret."""
+
+    key_id: int
+    api_key: str
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as ListApiKeys shows it (never the secret itself)."""
+
+    key_id: int
+    name: str
+    role: Role | None
+    prefix: str
+    created_by: int
+    create_time: datetime
+    revoke_time: datetime | None
