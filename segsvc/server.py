@@ -9,6 +9,7 @@ grpc.aio (which came out ahead on these machines) and why this release keeps thr
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -20,14 +21,17 @@ from grpc_reflection.v1alpha import reflection
 from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_pb2
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
-from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.api import messages
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
-from segsvc.api.user_servicer import UserServicer
+from segsvc.api.user_servicer import UserServicer, add_to_server
+from segsvc.cache.listener import ChangeListener
+from segsvc.cache.read_cache import ReadCache
 from segsvc.config import Settings
 from segsvc.domain.accounts import hash_password
 from segsvc.domain.clock import Clock, system_clock
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.report_links import ReportLinkSigner
 from segsvc.domain.tokens import MIN_SECRET_BYTES, TokenService
 from segsvc.health import HealthMonitor
@@ -36,6 +40,7 @@ from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.accounts import AccountService
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
 from segsvc.service_layer.memberships import MembershipService
+from segsvc.service_layer.reads import Reads
 from segsvc.service_layer.reports import ReportService
 from segsvc.service_layer.segments import SegmentService
 from segsvc.store import migrations
@@ -95,8 +100,14 @@ class SegsvcServer:
         self.database_url = database_url
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
+        self.read_cache = ReadCache(settings.cache_users, self.metrics)
+        self.cache_listener = ChangeListener(database_url, self.read_cache)
         self.db = Database(
-            database_url, settings.pool_min_size, settings.pool_size, settings.pool_timeout_seconds
+            database_url,
+            settings.pool_min_size,
+            settings.pool_size,
+            settings.pool_timeout_seconds,
+            on_commit=self._forget_committed,
         )
         self.metrics.watch_pool(self.db.pool)
         self.password_executor = ThreadPoolExecutor(
@@ -114,6 +125,7 @@ class SegsvcServer:
             hash_password(secrets.token_urlsafe(16), settings.bcrypt_rounds),
         )
         self.memberships = MembershipService(self.db, clock)
+        self.reads = Reads(self.db, clock, self.read_cache, messages.encoded_user_segments)
         self.segments = SegmentService(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
         try:
@@ -163,7 +175,7 @@ class SegsvcServer:
             ],
         )
         auth_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.accounts), server)
-        user_grpc.add_UserServiceServicer_to_server(UserServicer(self.memberships), server)
+        add_to_server(UserServicer(self.memberships, self.reads), server)
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
@@ -177,6 +189,12 @@ class SegsvcServer:
             server,
         )
         return server
+
+    def _forget_committed(self, changes: Sequence[MembershipChange]) -> None:
+        # This process's own writes, right after their commit: its next read sees them
+        # at once, without waiting for the notice to come back through the listener.
+        for change in changes:
+            self.read_cache.forget(change)
 
     def _bind_grpc(self) -> int:
         s = self.settings
@@ -207,6 +225,8 @@ class SegsvcServer:
         if applied:
             log.info("migrations_applied", versions=applied)
         self.db.open()
+        if self.settings.cache_users:
+            self.cache_listener.start()
         self.health.start()
         self.sweeper.start()
         self.http.start()
@@ -226,6 +246,7 @@ class SegsvcServer:
         self.health.shutdown()
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
+        self.cache_listener.stop()
         self.http.stop()
         self.password_executor.shutdown(wait=False, cancel_futures=True)
         self.db.close()

@@ -9,10 +9,11 @@ from datetime import datetime
 from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from segsvc.domain.history import segments_at
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
 from segsvc.domain.models import ActiveSegment
 from segsvc.domain.user_ids import MAX_BATCH, require_user_id, require_user_ids
-from segsvc.store import history, memberships, segments, users
+from segsvc.store import change_notices, history, memberships, segments, users
 from segsvc.store.database import Connection, Database
 
 MAX_IMPORT_CHUNK = 100_000
@@ -39,9 +40,11 @@ class MembershipService:
         require_user_id(user_id)
         now = self.clock()
         with self.db.transaction() as conn:
-            created, _ = users.register(conn, [user_id], now, account_id)
+            created, enrolled = users.register(conn, [user_id], now, account_id)
             if not created:
                 raise AlreadyExists("user", str(user_id))
+            if enrolled:
+                change_notices.publish(conn, MembershipChange.users([user_id]))
             return memberships.active_for_user(conn, user_id, now)
 
     def import_users(self, chunks: Iterable[Sequence[int]], account_id: int | None) -> ImportResult:
@@ -60,6 +63,8 @@ class MembershipService:
 
         with self.db.transaction() as conn:
             result = users.import_chunks(conn, validated(), self.clock(), account_id)
+            if result[2]:  # enrolled in rollouts: which ones is not known here
+                change_notices.publish(conn, MembershipChange.all_users())
         return ImportResult(*result)
 
     def update(
@@ -92,6 +97,7 @@ class MembershipService:
                 memberships.add(conn, user_id, plan.insert, now, account_id)
             if plan.change_expiry:
                 memberships.change_expiry(conn, user_id, plan.change_expiry, now, account_id)
+            change_notices.publish(conn, MembershipChange.users([user_id]))
             return memberships.active_for_user(conn, user_id, now)
 
     @staticmethod

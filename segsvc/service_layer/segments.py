@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 from segsvc.domain import page_tokens
 from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.models import Segment
 from segsvc.domain.rollout import percent_to_basis_points
 from segsvc.domain.slugs import slug_violation
-from segsvc.store import memberships, segments
+from segsvc.store import change_notices, memberships, segments
 from segsvc.store.database import Database
 
 MAX_DESCRIPTION = 1000
@@ -59,6 +60,8 @@ class SegmentService:
             enrolled = (
                 segments.enroll_all_users(conn, segment, now, account_id) if basis_points else 0
             )
+            if enrolled:
+                change_notices.publish(conn, MembershipChange.all_users())
         return replace(segment, member_count=enrolled)
 
     @staticmethod
@@ -85,6 +88,7 @@ class SegmentService:
                 raise NotFound("segment", [slug])
             segments.mark_deleted(conn, segment.id, now)
             ended = memberships.remove_all_in_segment(conn, segment.id, now, account_id)
+            change_notices.publish(conn, MembershipChange.all_users())
         return replace(segment, member_count=ended)
 
     def get(self, slug: str) -> Segment:

@@ -3,24 +3,51 @@
 Connections are in autocommit mode so that single-statement reads on the hot path cost
 one round trip (no BEGIN/COMMIT); anything that writes runs inside `transaction()`.
 Every session uses UTC, so timestamps read back are UTC-aware datetimes.
+
+A transaction also collects the membership changes its statements announce
+(store.change_notices.publish) and, once it has committed, hands them to `on_commit`:
+that is how the writing process's own read cache forgets a change before the write
+returns to its caller, whichever store function made it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
+from segsvc.domain.membership_change import MembershipChange
+
 Connection = psycopg.Connection[TupleRow]
+CommitObserver = Callable[[Sequence[MembershipChange]], None]
+
+# The changes announced by the transaction running on this thread (None outside one).
+_announced: ContextVar[list[MembershipChange] | None] = ContextVar("announced", default=None)
+
+
+def record_change(change: MembershipChange) -> None:
+    """Remember `change` for the enclosing Database.transaction() to report on commit."""
+    announced = _announced.get()
+    if announced is not None:
+        announced.append(change)
 
 
 class Database:
     """A psycopg pool with the session settings segsvc relies on."""
 
-    def __init__(self, conninfo: str, min_size: int, max_size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        min_size: int,
+        max_size: int,
+        timeout: float,
+        on_commit: CommitObserver | None = None,
+    ) -> None:
+        self.on_commit = on_commit
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -45,9 +72,20 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A connection inside a transaction that commits on success, rolls back on error."""
-        with self.pool.connection() as conn, conn.transaction():
-            yield conn
+        """A connection inside a transaction that commits on success, rolls back on error;
+        after the commit, the changes it announced go to `on_commit`."""
+        announced: list[MembershipChange] = []
+        # set/restore rather than a reset token: a streaming RPC's generator may be
+        # closed from another context, where a token would not be accepted.
+        outer = _announced.get()
+        _announced.set(announced)
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        finally:
+            _announced.set(outer)
+        if announced and self.on_commit is not None:
+            self.on_commit(announced)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
