@@ -101,7 +101,6 @@ class SegsvcServer:
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
         self.read_cache = ReadCache(settings.cache_users, self.metrics)
-        self.cache_listener = ChangeListener(database_url, self.read_cache)
         self.db = Database(
             database_url,
             settings.pool_min_size,
@@ -109,6 +108,7 @@ class SegsvcServer:
             settings.pool_timeout_seconds,
             on_commit=self._forget_committed,
         )
+        self.cache_listener = ChangeListener(database_url, self.read_cache, self.db.origin)
         self.metrics.watch_pool(self.db.pool)
         self.password_executor = ThreadPoolExecutor(
             settings.password_workers, thread_name_prefix="bcrypt"

@@ -28,9 +28,11 @@ POLL_SECONDS = 0.5
 class ChangeListener:
     """Owns the listening connection and its thread."""
 
-    def __init__(self, conninfo: str, cache: ReadCache) -> None:
+    def __init__(self, conninfo: str, cache: ReadCache, own_origin: str) -> None:
         self.conninfo = conninfo
+        self.own_origin = own_origin
         self.cache = cache
+        self.first_backoff = FIRST_BACKOFF
         self.backend_pid: int | None = None  # of the listening session, for tests
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cache-listener", daemon=True)
@@ -47,7 +49,7 @@ class ChangeListener:
         self.cache.disable()
 
     def _run(self) -> None:
-        backoff = FIRST_BACKOFF
+        backoff = self.first_backoff
         failing = False
         while not self._stop.is_set():
             try:
@@ -56,10 +58,12 @@ class ChangeListener:
                     self.cache.enable()
                     if failing:
                         log.warning("cache_listening_again")
-                    failing, backoff = False, FIRST_BACKOFF
+                    failing, backoff = False, self.first_backoff
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=POLL_SECONDS):
-                            self.cache.forget(change_notices.parse(notice.payload))
+                            origin, change = change_notices.parse(notice.payload)
+                            if origin != self.own_origin:  # own changes: applied at commit
+                                self.cache.forget(change)
             except Exception as exc:  # whatever it was, a notice may have been missed
                 self.cache.disable()
                 if not failing:

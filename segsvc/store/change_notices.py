@@ -6,9 +6,12 @@ transactional, so the notice is delivered to listeners exactly when the change c
 change. `publish` also hands the change to the Database that runs the transaction, which
 gives it to this process's own cache right after the commit (before the write returns).
 
-Payloads are "*" (forget everyone) or "u:" and up to a few hundred comma-separated user
-ids, each under PostgreSQL's 8000-byte payload limit; more users than MAX_LISTED_USERS
-are announced as "*", which is cheaper for everyone than thousands of notices.
+A payload is the writing Database's origin tag, a space, and "*" (forget everyone) or
+"u:" and up to a few hundred comma-separated user ids, under PostgreSQL's 8000-byte
+payload limit; more users than MAX_LISTED_USERS are announced as "*", which is cheaper
+for everyone than thousands of notices. The origin lets the writing process skip the
+echo of its own changes, which it applied at commit: a second, later invalidation would
+only make the reads that follow a write refuse to fill the cache.
 """
 
 from __future__ import annotations
@@ -28,44 +31,50 @@ MAX_PAYLOAD_BYTES = 7900
 MAX_LISTED_USERS = 2000
 
 
-def payloads(change: MembershipChange) -> list[str]:
+def payloads(change: MembershipChange, origin: str = "") -> list[str]:
     """The NOTIFY payloads announcing `change` (none for an empty change)."""
+    head = f"{origin} "
     if change.everyone or len(change.user_ids) > MAX_LISTED_USERS:
-        return [EVERYONE]
+        return [head + EVERYONE]
+    start = head + USERS_PREFIX
     result: list[str] = []
     batch: list[str] = []
-    size = len(USERS_PREFIX)
+    size = len(start)
     for user_id in sorted(change.user_ids):
         text = str(user_id)
         if batch and size + len(text) + 1 > MAX_PAYLOAD_BYTES:
-            result.append(USERS_PREFIX + ",".join(batch))
-            batch, size = [], len(USERS_PREFIX)
+            result.append(start + ",".join(batch))
+            batch, size = [], len(start)
         batch.append(text)
         size += len(text) + 1
     if batch:
-        result.append(USERS_PREFIX + ",".join(batch))
+        result.append(start + ",".join(batch))
     return result
 
 
-def parse(payload: str) -> MembershipChange:
-    """The change a payload announces; anything unrecognised means "everyone", so a
-    newer writer's format can only make an older reader forget too much, never too little."""
-    if payload.startswith(USERS_PREFIX):
+def parse(payload: str) -> tuple[str, MembershipChange]:
+    """The origin tag and the change a payload announces. Anything unrecognised means
+    "everyone", so a newer writer's format can only make an older reader forget too
+    much, never too little."""
+    origin, _, body = payload.partition(" ")
+    if body.startswith(USERS_PREFIX):
         try:
-            return MembershipChange.users(int(t) for t in payload[len(USERS_PREFIX) :].split(","))
+            ids = [int(text) for text in body[len(USERS_PREFIX) :].split(",")]
         except ValueError:
-            pass
-    return MembershipChange.all_users()
+            return origin, MembershipChange.all_users()
+        return origin, MembershipChange.users(ids)
+    return origin, MembershipChange.all_users()
 
 
 def publish(conn: Connection, change: MembershipChange) -> None:
     """Announce `change` to every process when (and only if) this transaction commits."""
     if not change:
         return
+    origin = record_change(change)
     conn.execute(
-        "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads(change))
+        "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+        (CHANNEL, payloads(change, origin)),
     )
-    record_change(change)
 
 
 @contextmanager

@@ -12,9 +12,11 @@ returns to its caller, whichever store function made it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -25,15 +27,25 @@ from segsvc.domain.membership_change import MembershipChange
 Connection = psycopg.Connection[TupleRow]
 CommitObserver = Callable[[Sequence[MembershipChange]], None]
 
-# The changes announced by the transaction running on this thread (None outside one).
-_announced: ContextVar[list[MembershipChange] | None] = ContextVar("announced", default=None)
+
+@dataclass(frozen=True)
+class _Announcements:
+    origin: str
+    changes: list[MembershipChange]
 
 
-def record_change(change: MembershipChange) -> None:
-    """Remember `change` for the enclosing Database.transaction() to report on commit."""
-    announced = _announced.get()
-    if announced is not None:
-        announced.append(change)
+# What the transaction running on this thread announced (None outside one).
+_announcing: ContextVar[_Announcements | None] = ContextVar("announcing", default=None)
+
+
+def record_change(change: MembershipChange) -> str:
+    """Remember `change` for the enclosing Database.transaction() to report on commit;
+    return that Database's origin tag ("" outside a transaction of a Database)."""
+    announcing = _announcing.get()
+    if announcing is None:
+        return ""
+    announcing.changes.append(change)
+    return announcing.origin
 
 
 class Database:
@@ -48,6 +60,9 @@ class Database:
         on_commit: CommitObserver | None = None,
     ) -> None:
         self.on_commit = on_commit
+        # Tags this Database's announcements, so its own process can skip the echo of
+        # changes `on_commit` has already applied.
+        self.origin = secrets.token_hex(6)
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -74,18 +89,18 @@ class Database:
     def transaction(self) -> Iterator[Connection]:
         """A connection inside a transaction that commits on success, rolls back on error;
         after the commit, the changes it announced go to `on_commit`."""
-        announced: list[MembershipChange] = []
+        announcing = _Announcements(self.origin, [])
         # set/restore rather than a reset token: a streaming RPC's generator may be
         # closed from another context, where a token would not be accepted.
-        outer = _announced.get()
-        _announced.set(announced)
+        outer = _announcing.get()
+        _announcing.set(announcing)
         try:
             with self.pool.connection() as conn, conn.transaction():
                 yield conn
         finally:
-            _announced.set(outer)
-        if announced and self.on_commit is not None:
-            self.on_commit(announced)
+            _announcing.set(outer)
+        if announcing.changes and self.on_commit is not None:
+            self.on_commit(announcing.changes)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
