@@ -1,4 +1,4 @@
-"""UserService: translation only; the rules are in service_layer.memberships and .reads.
+"""UserService: translation only; the rules are in service_layer.users and .reads.
 
 GetUserSegments and BatchGetUserSegments answer with already-encoded response bytes
 (from the read cache, or encoded once on a miss), registered by `add_to_server` with an
@@ -17,8 +17,8 @@ from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
 from segsvc.api import messages
 from segsvc.api.call_context import current_account_id
-from segsvc.service_layer.memberships import MembershipService
 from segsvc.service_layer.reads import Reads
+from segsvc.service_layer.users import Users
 
 ENCODED_RESPONSES = ("GetUserSegments", "BatchGetUserSegments")
 
@@ -29,22 +29,22 @@ else:  # grpc's runtime classes are not generic
 
 
 class UserServicer(pb_grpc.UserServiceServicer):
-    """gRPC face of MembershipService."""
+    """gRPC face of the Users use cases."""
 
-    def __init__(self, memberships: MembershipService, reads: Reads) -> None:
-        self.memberships = memberships
+    def __init__(self, users: Users, reads: Reads) -> None:
+        self.users = users
         self.reads = reads
 
     def CreateUser(
         self, request: pb.CreateUserRequest, context: grpc.ServicerContext
     ) -> pb.CreateUserResponse:
-        segments = self.memberships.create_user(request.user_id, current_account_id())
+        segments = self.users.create_user(request.user_id, current_account_id())
         return pb.CreateUserResponse(user=messages.user_segments(request.user_id, segments))
 
     def ImportUsers(
         self, request_iterator: Iterator[pb.ImportUsersRequest], context: grpc.ServicerContext
     ) -> pb.ImportUsersResponse:
-        result = self.memberships.import_users(
+        result = self.users.import_users(
             (message.user_ids for message in request_iterator), current_account_id()
         )
         return pb.ImportUsersResponse(
@@ -56,7 +56,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
     def UpdateUserSegments(
         self, request: pb.UpdateUserSegmentsRequest, context: grpc.ServicerContext
     ) -> pb.UpdateUserSegmentsResponse:
-        segments = self.memberships.update(
+        segments = self.users.update(
             request.user_id,
             messages.additions(request.add),
             list(request.remove),
@@ -70,7 +70,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
     ) -> bytes:
         if not request.HasField("as_of"):
             return self.reads.user(request.user_id)
-        segments = self.memberships.get(request.user_id, messages.to_datetime(request.as_of))
+        segments = self.users.get(request.user_id, messages.to_datetime(request.as_of, "as_of"))
         return messages.encoded_user_segments(request.user_id, segments)
 
     def BatchGetUserSegments(  # type: ignore[override]
