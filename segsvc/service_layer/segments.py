@@ -7,20 +7,18 @@ from dataclasses import dataclass, replace
 
 from segsvc.domain import page_tokens
 from segsvc.domain.clock import Clock
-from segsvc.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from segsvc.domain.errors import AlreadyExists, NotFound
 from segsvc.domain.models import Segment
 from segsvc.domain.rollout import percent_to_basis_points
-from segsvc.domain.slugs import slug_violation
+from segsvc.domain.segments import require_slug, validate_segment
 from segsvc.store import memberships, segments
 from segsvc.store.database import Database
 
-MAX_DESCRIPTION = 1000
-MAX_SALT = 200
 MEMBER_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
-class SegmentService:
+class Segments:
     """Use cases of SegmentService (the reports live in ReportService)."""
 
     db: Database
@@ -40,7 +38,7 @@ class SegmentService:
         With `validate_only`, nothing is written and member_count says how many of
         today's users the rollout would enrol (exactly: the salt is deterministic).
         """
-        self._validate(slug, description, rollout_salt)
+        validate_segment(slug, description, rollout_salt)
         basis_points = percent_to_basis_points(auto_percent) if auto_percent is not None else None
         salt = (rollout_salt or slug) if basis_points else None
         now = self.clock()
@@ -61,23 +59,9 @@ class SegmentService:
             )
         return replace(segment, member_count=enrolled)
 
-    @staticmethod
-    def _validate(slug: str, description: str, rollout_salt: str) -> None:
-        violations = [v for v in [slug_violation("slug", slug)] if v]
-        if len(description) > MAX_DESCRIPTION:
-            violations.append(
-                FieldViolation("description", f"must be at most {MAX_DESCRIPTION} characters")
-            )
-        if len(rollout_salt) > MAX_SALT:
-            violations.append(
-                FieldViolation("rollout_salt", f"must be at most {MAX_SALT} characters")
-            )
-        if violations:
-            raise InvalidArgument(violations)
-
     def delete(self, slug: str, account_id: int | None) -> Segment:
         """Delete a live segment and end all its memberships (with history), atomically."""
-        self._require_slug(slug)
+        require_slug(slug)
         now = self.clock()
         with self.db.transaction() as conn:
             segment = segments.lock_for_delete(conn, slug)
@@ -89,7 +73,7 @@ class SegmentService:
 
     def get(self, slug: str) -> Segment:
         """A live segment with its number of active members."""
-        self._require_slug(slug)
+        require_slug(slug)
         with self.db.connection() as conn:
             segment = segments.get_live(conn, slug)
             if segment is None:
@@ -110,15 +94,10 @@ class SegmentService:
 
     def stream_members(self, slug: str) -> Iterator[list[int]]:
         """Chunks of the segment's active member ids, ascending."""
-        self._require_slug(slug)
+        require_slug(slug)
         now = self.clock()
         with self.db.transaction() as conn:
             segment = segments.get_live(conn, slug)
             if segment is None:
                 raise NotFound("segment", [slug])
             yield from memberships.stream_members(conn, segment.id, now, MEMBER_CHUNK)
-
-    @staticmethod
-    def _require_slug(slug: str) -> None:
-        if violation := slug_violation("slug", slug):
-            raise InvalidArgument([violation])

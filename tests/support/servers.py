@@ -29,7 +29,8 @@ from segsvc.config import Settings
 from segsvc.domain.clock import Clock
 from segsvc.server import SegsvcServer
 
-JWT_SECRET = "test-secret-" + "x" * 60
+# Random per test run: the server refuses guessable secrets.
+JWT_SECRET = secrets.token_urlsafe(48)
 SEGSVC = str(Path(sys.executable).parent / "segsvc")
 
 

@@ -9,13 +9,12 @@ from datetime import datetime
 from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from segsvc.domain.history import segments_at
+from segsvc.domain.imports import check_chunk
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
 from segsvc.domain.models import ActiveSegment
 from segsvc.domain.user_ids import MAX_BATCH, require_user_id, require_user_ids
 from segsvc.store import history, memberships, segments, users
 from segsvc.store.database import Connection, Database
-
-MAX_IMPORT_CHUNK = 100_000
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
-class MembershipService:
+class Users:
     """Use cases of UserService."""
 
     db: Database
@@ -49,13 +48,7 @@ class MembershipService:
 
         def validated() -> Iterable[Sequence[int]]:
             for number, chunk in enumerate(chunks):
-                if len(chunk) > MAX_IMPORT_CHUNK:
-                    raise InvalidArgument.single(
-                        f"user_ids (message {number})",
-                        f"at most {MAX_IMPORT_CHUNK} ids per message, got {len(chunk)}",
-                    )
-                if chunk and min(chunk) <= 0:
-                    require_user_ids(chunk, MAX_IMPORT_CHUNK, f"user_ids (message {number})")
+                check_chunk(number, chunk)
                 yield chunk
 
         with self.db.transaction() as conn:
