@@ -38,8 +38,8 @@ from segsvc.domain.tokens import TokenService
 from segsvc.health import HealthMonitor
 from segsvc.http.server import HttpEndpoints
 from segsvc.observability.metrics import Metrics
-from segsvc.service_layer.accounts import AccountService
-from segsvc.service_layer.api_keys import ApiKeyService
+from segsvc.service_layer.accounts import Accounts
+from segsvc.service_layer.api_keys import ApiKeys
 from segsvc.service_layer.authentication import Authenticator
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
 from segsvc.service_layer.password_work import PasswordWork
@@ -128,7 +128,7 @@ class SegsvcServer:
             secret, timedelta(seconds=settings.report_link_ttl_seconds), clock
         )
         self.authenticator = Authenticator(self.db, tokens, settings.auth_cache_seconds)
-        self.accounts = AccountService(
+        self.accounts = Accounts(
             self.db,
             tokens,
             self.authenticator,
@@ -138,7 +138,7 @@ class SegsvcServer:
             settings.open_signup,
             clock,
         )
-        self.api_keys = ApiKeyService(self.db, self.authenticator, clock)
+        self.api_keys = ApiKeys(self.db, self.authenticator, clock)
         self.users = Users(self.db, clock)
         self.reads = Reads(self.db, clock, self.read_cache, messages.encoded_user_segments)
         self.segments = Segments(self.db, clock)
