@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,7 +46,8 @@ from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 ADMIN_URL = os.environ.get(
     "SEGSVC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-SECRET = "bench-secret-" + "b" * 52
+# Random per run: segsvc refuses guessable secrets.
+SECRET = secrets.token_urlsafe(48)
 PASSWORD = "bench-password"  # noqa: S105 - a throwaway account in a throwaway database
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("traffic", "models", "bulk")
