@@ -16,7 +16,7 @@ import structlog
 
 from segsvc.domain.clock import Clock
 from segsvc.observability.metrics import Metrics
-from segsvc.service_layer.transactions import ChangeListener, Transactions, ignore_changes
+from segsvc.service_layer.transactions import Transactions
 from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.expiry")
@@ -32,10 +32,9 @@ class ExpirySweeper:
         metrics: Metrics,
         interval: float,
         batch: int,
-        on_change: ChangeListener = ignore_changes,
     ) -> None:
         # No locks to wait for (SKIP LOCKED): the transaction's time is the threshold.
-        self.transactions = Transactions(db, clock, on_change)
+        self.transactions = Transactions(db, clock)
         self.metrics = metrics
         self.interval = interval
         self.batch = batch

@@ -11,7 +11,7 @@ from segsvc.domain.errors import AlreadyExists, NotFound
 from segsvc.domain.models import Segment
 from segsvc.domain.rollout import percent_to_basis_points
 from segsvc.domain.segments import require_slug, validate_segment
-from segsvc.service_layer.transactions import ChangeListener, Transactions, ignore_changes
+from segsvc.service_layer.transactions import Transactions
 from segsvc.store import memberships, segments
 from segsvc.store.database import Connection, Database
 from segsvc.store.membership_changes import MembershipChanges
@@ -25,11 +25,10 @@ class Segments:
 
     db: Database
     clock: Clock
-    on_change: ChangeListener = ignore_changes
 
     @property
     def _transactions(self) -> Transactions:
-        return Transactions(self.db, self.clock, self.on_change)
+        return Transactions(self.db, self.clock)
 
     def create(
         self,

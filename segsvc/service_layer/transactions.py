@@ -12,9 +12,10 @@ jittered backoff, so a caller never sees ABORTED for a conflict it did not cause
 every attempt fails, the error reaches the caller as UNAVAILABLE (api/status_mapping),
 which standard gRPC retry policies retry; the call changed nothing.
 
-After commit (never before, and never for a rolled-back attempt) the transaction's
-`ChangeReport` goes to `on_change`: the one hook where a read cache invalidates or a
-`pg_notify` could be sent.
+At the end of the change, inside the transaction, the write path announces what it
+changed (`MembershipChanges.announce`): NOTIFY is transactional, so other processes'
+read caches hear of it exactly when it commits, and this process's cache right after
+(store.database); an attempt that rolls back announces nothing.
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ import structlog
 
 from segsvc.domain.clock import Clock
 from segsvc.store.database import Connection, Database
-from segsvc.store.membership_changes import ChangeReport, MembershipChanges
+from segsvc.store.membership_changes import MembershipChanges
 
 T = TypeVar("T")
 L = TypeVar("L")
 
-ChangeListener = Callable[[ChangeReport], None]
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 ATTEMPTS = 3
 BACKOFF_SECONDS = 0.02
@@ -43,17 +43,12 @@ BACKOFF_SECONDS = 0.02
 log = structlog.get_logger("segsvc.transactions")
 
 
-def ignore_changes(report: ChangeReport) -> None:
-    """The default listener: nothing caches, so nothing needs telling."""
-
-
 @dataclass(frozen=True)
 class Transactions:
-    """Membership writes with retries and a change report; see the module doc."""
+    """Membership writes with retries; see the module doc."""
 
     db: Database
     clock: Clock
-    on_change: ChangeListener = ignore_changes
 
     def write(
         self,
@@ -63,18 +58,11 @@ class Transactions:
     ) -> T:
         """One transaction: `lock`, read the clock, `change`; retried on conflicts."""
 
-        def attempt() -> tuple[T, ChangeReport]:
+        def attempt() -> T:
             with self.db.transaction() as conn:
                 return locked_write(conn, self.clock, account_id, lock, change)
 
-        result, report = retrying(attempt)
-        self.notify(report)
-        return result
-
-    def notify(self, report: ChangeReport) -> None:
-        """Tell the listener what a committed transaction changed."""
-        if report:
-            self.on_change(report)
+        return retrying(attempt)
 
 
 def locked_write(
@@ -83,11 +71,13 @@ def locked_write(
     account_id: int | None,
     lock: Callable[[Connection], L],
     change: Callable[[MembershipChanges, L], T],
-) -> tuple[T, ChangeReport]:
-    """`lock`, then read the clock, then `change`, on an open transaction."""
+) -> T:
+    """`lock`, then read the clock, then `change` and announce it, on an open transaction."""
     locked = lock(conn)
     changes = MembershipChanges(conn, clock(), account_id)
-    return change(changes, locked), changes.report
+    result = change(changes, locked)
+    changes.announce()
+    return result
 
 
 def in_savepoint(conn: Connection, work: Callable[[], T]) -> T:

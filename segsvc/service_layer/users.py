@@ -12,14 +12,8 @@ from segsvc.domain.history import segments_at
 from segsvc.domain.imports import check_chunk
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
 from segsvc.domain.models import ActiveSegment
-from segsvc.domain.user_ids import MAX_BATCH, require_user_id, require_user_ids
-from segsvc.service_layer.transactions import (
-    ChangeListener,
-    Transactions,
-    ignore_changes,
-    in_savepoint,
-    locked_write,
-)
+from segsvc.domain.user_ids import require_user_id
+from segsvc.service_layer.transactions import Transactions, in_savepoint, locked_write
 from segsvc.store import history, memberships, segments, users
 from segsvc.store.database import Connection, Database
 from segsvc.store.membership_changes import MembershipChanges, Rollout
@@ -49,11 +43,10 @@ class Users:
 
     db: Database
     clock: Clock
-    on_change: ChangeListener = ignore_changes
 
     @property
     def _transactions(self) -> Transactions:
-        return Transactions(self.db, self.clock, self.on_change)
+        return Transactions(self.db, self.clock)
 
     def create_user(self, user_id: int, account_id: int | None) -> list[ActiveSegment]:
         """Register one id (ALREADY_EXISTS if known); return its rollout segments."""
@@ -88,11 +81,9 @@ class Users:
         with self.db.transaction() as conn:
             # The stream cannot be read twice: only the registration after it is retried.
             received = users.copy_import(conn, validated())
-            result, report = in_savepoint(
+            return in_savepoint(
                 conn, lambda: locked_write(conn, self.clock, account_id, lock, change)
             )
-        self._transactions.notify(report)
-        return result
 
     def update(
         self,
@@ -148,12 +139,3 @@ class Users:
             raise InvalidArgument.single("as_of", "must not be in the future")
         with self.db.connection() as conn:
             return segments_at(history.events_for_user(conn, user_id, as_of), as_of)
-
-    def batch_get(self, user_ids: Sequence[int]) -> list[tuple[int, list[ActiveSegment]]]:
-        """Active segments of up to 1000 users, one entry per requested id, in order."""
-        require_user_ids(user_ids, MAX_BATCH)
-        if not user_ids:
-            return []
-        with self.db.connection() as conn:
-            found = memberships.active_for_users(conn, sorted(set(user_ids)), self.clock())
-        return [(uid, found.get(uid, [])) for uid in user_ids]

@@ -15,9 +15,11 @@ that moment, so a change that had to wait for another one is always dated after 
 for each (user, segment) history ordered by time alternates add/remove and replays to
 the current state.
 
-Every change is summed up in a `ChangeReport` (the users changed one by one, the
-segments changed wholesale) that the service layer hands on after commit: the single
-place where a read cache can invalidate, or a `pg_notify` be sent.
+What a transaction changed is summed up as one `MembershipChange` (the users whose
+active segments changed, or "everyone" for set-based changes: rollout creation, segment
+deletion, import enrolment) and announced once, at its end, by `announce`: the single
+place where read caches learn of writes (store.change_notices, a transactional NOTIFY).
+Removing rows that had already expired changes no reader's answer and is not announced.
 
 Lock order (every writer takes the locks it needs in this order, never backwards, so
 writers wait for each other but do not deadlock; a deadlock or serialization failure
@@ -46,32 +48,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import LiteralString
 
 from psycopg import sql
 
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.membership_update import UpdatePlan
 from segsvc.domain.models import Segment
+from segsvc.store import change_notices
 from segsvc.store.database import Connection
 
 
-@dataclass(frozen=True)
-class ChangeReport:
-    """What a transaction changed: users one by one, and segments wholesale.
+class Announce(Enum):
+    """How a kind of change is announced to read caches."""
 
-    Set-based changes (rollout creation, segment deletion, import enrolment) report the
-    segment instead of possibly millions of user ids: whoever caches per user must treat
-    every user as possibly changed in those segments.
-    """
-
-    user_ids: frozenset[int] = frozenset()
-    segment_ids: frozenset[int] = frozenset()
-
-    def __or__(self, other: ChangeReport) -> ChangeReport:
-        return ChangeReport(self.user_ids | other.user_ids, self.segment_ids | other.segment_ids)
-
-    def __bool__(self) -> bool:
-        return bool(self.user_ids or self.segment_ids)
+    USERS = "users"  # the few users it changed, by id
+    EVERYONE = "everyone"  # too many users to list: every cached answer may be stale
+    NOTHING = "nothing"  # rows that had already expired: no reader's answer changes
 
 
 @dataclass(frozen=True)
@@ -120,8 +114,7 @@ recorded AS (
     RETURNING user_id, segment_id, operation, reason
 )
 SELECT operation, reason, count(*),
-       CASE WHEN %(per_user)s THEN array_agg(DISTINCT user_id) END,
-       CASE WHEN NOT %(per_user)s THEN array_agg(DISTINCT segment_id) END
+       CASE WHEN %(list_users)s THEN array_agg(DISTINCT user_id) END
 FROM recorded GROUP BY operation, reason
 """
 
@@ -186,28 +179,36 @@ class MembershipChanges:
     conn: Connection
     now: datetime
     account_id: int | None
-    report: ChangeReport = field(default_factory=ChangeReport)
+    _users: set[int] = field(default_factory=set)
+    _everyone: bool = False
+
+    @property
+    def report(self) -> MembershipChange:
+        """What the changes so far mean to readers of users' segments."""
+        if self._everyone:
+            return MembershipChange.all_users()
+        return MembershipChange.users(self._users)
+
+    def announce(self) -> None:
+        """Announce the report to every process's read cache, on commit."""
+        change_notices.publish(self.conn, self.report)
 
     def _apply(
-        self,
-        changes: sql.Composable,
-        params: Mapping[str, object],
-        *,
-        per_user: bool,
+        self, changes: sql.Composable, params: Mapping[str, object], announce: Announce
     ) -> dict[tuple[str, str], int]:
         """Run the statement; return history rows written by (operation, reason)."""
         query = sql.SQL(_APPLY).format(changes=changes)
+        list_users = announce is Announce.USERS
         rows = self.conn.execute(
-            query, {**params, "now": self.now, "account_id": self.account_id, "per_user": per_user}
+            query,
+            {**params, "now": self.now, "account_id": self.account_id, "list_users": list_users},
         ).fetchall()
-        users: set[int] = set()
-        segments: set[int] = set()
         counts: dict[tuple[str, str], int] = {}
-        for operation, reason, count, user_ids, segment_ids in rows:
+        for operation, reason, count, user_ids in rows:
             counts[(operation, reason)] = int(count)
-            users.update(user_ids or ())
-            segments.update(segment_ids or ())
-        self.report = self.report | ChangeReport(frozenset(users), frozenset(segments))
+            self._users.update(user_ids or ())
+        if counts and announce is Announce.EVERYONE:
+            self._everyone = True
         return counts
 
     def update_user(self, user_id: int, plan: UpdatePlan) -> None:
@@ -228,17 +229,17 @@ class MembershipChanges:
                 "operations": list(operations),
                 "expiries": list(expiries),
             },
-            per_user=True,
+            Announce.USERS,
         )
 
     def purge_expired_of_user(self, user_id: int) -> None:
         """Move the user's expired rows to history before a change, so that a re-add
         after expiry starts a fresh membership instead of meeting a stale row."""
-        self._apply(sql.SQL(_EXPIRED_OF_USER), {"user_id": user_id}, per_user=True)
+        self._apply(sql.SQL(_EXPIRED_OF_USER), {"user_id": user_id}, Announce.NOTHING)
 
     def sweep_expired(self, batch: int) -> int:
         """Move up to `batch` expired rows (of any user) to history; return how many."""
-        counts = self._apply(sql.SQL(SWEEP_DUE), {"batch": batch}, per_user=True)
+        counts = self._apply(sql.SQL(SWEEP_DUE), {"batch": batch}, Announce.NOTHING)
         return sum(counts.values())
 
     def enrol_users(self, user_ids: Sequence[int], rollouts: Sequence[Rollout]) -> int:
@@ -248,14 +249,14 @@ class MembershipChanges:
             sql.SQL("unnest(%(new_user_ids)s::bigint[]) AS n (user_id)"),
             {"new_user_ids": list(user_ids)},
             rollouts,
-            per_user=True,
+            Announce.USERS,
         )
 
     def enrol_table(self, table: str, rollouts: Sequence[Rollout]) -> int:
         """Like `enrol_users` for the ids in a (temporary) table with column user_id;
-        reported by segment, as the ids may be millions."""
+        announced as a change of everyone, as the ids may be millions."""
         return self._enrol(
-            sql.SQL("{} AS n").format(sql.Identifier(table)), {}, rollouts, per_user=False
+            sql.SQL("{} AS n").format(sql.Identifier(table)), {}, rollouts, Announce.EVERYONE
         )
 
     def _enrol(
@@ -263,8 +264,7 @@ class MembershipChanges:
         new_users: sql.Composable,
         params: Mapping[str, object],
         rollouts: Sequence[Rollout],
-        *,
-        per_user: bool,
+        announce: Announce,
     ) -> int:
         if not rollouts:
             return 0
@@ -276,7 +276,7 @@ class MembershipChanges:
                 "salts": [r.salt for r in rollouts],
                 "basis_points": [r.basis_points for r in rollouts],
             },
-            per_user=per_user,
+            announce,
         )
         return sum(counts.values())
 
@@ -289,12 +289,14 @@ class MembershipChanges:
                 "salt": segment.rollout_salt,
                 "basis_points": segment.rollout_basis_points,
             },
-            per_user=False,
+            Announce.EVERYONE,
         )
         return sum(counts.values())
 
     def end_segment(self, segment_id: int) -> int:
         """End every membership of a segment being deleted; return how many were active."""
-        counts = self._apply(sql.SQL(_ALL_OF_SEGMENT), {"segment_id": segment_id}, per_user=False)
-        self.report = self.report | ChangeReport(segment_ids=frozenset([segment_id]))
-        return counts.get(("remove", "segment_deleted"), 0)
+        # Rows that had already expired change no answer; any other does, for everyone.
+        counts = self._apply(sql.SQL(_ALL_OF_SEGMENT), {"segment_id": segment_id}, Announce.NOTHING)
+        ended = counts.get(("remove", "segment_deleted"), 0)
+        self._everyone = self._everyone or ended > 0
+        return ended

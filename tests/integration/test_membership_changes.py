@@ -13,9 +13,10 @@ import psycopg.errors
 import pytest
 
 from segsvc.api.status_mapping import map_exception
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.membership_update import UpdatePlan
 from segsvc.service_layer import transactions
-from segsvc.store.membership_changes import ChangeReport, MembershipChanges
+from segsvc.store.membership_changes import MembershipChanges
 from tests.support.names import Names
 
 
@@ -44,13 +45,13 @@ def test_one_history_row_per_real_change(db: psycopg.Connection[Any], names: Nam
         changes.update_user(uid, UpdatePlan(insert={seg[0]: None}))  # present: no-op
         changes.update_user(uid, UpdatePlan(change_expiry={seg[0]: later}))
         changes.update_user(uid, UpdatePlan(change_expiry={seg[0]: later}))  # same: no-op
-        assert changes.report == ChangeReport(user_ids=frozenset([uid]))
+        assert changes.report == MembershipChange.users([uid])
     with db.transaction():
         changes = MembershipChanges(db, now + timedelta(seconds=1), None)
         changes.update_user(uid, UpdatePlan(delete=[seg[0]]))
         changes.update_user(uid, UpdatePlan(delete=[seg[0]]))  # gone: no-op
-        assert changes.end_segment(seg[0]) == 0
-        assert changes.report == ChangeReport(frozenset([uid]), frozenset([seg[0]]))
+        assert changes.end_segment(seg[0]) == 0  # no members: changes nobody
+        assert changes.report == MembershipChange.users([uid])
     assert history(db, uid) == [("add", "manual"), ("update", "manual"), ("remove", "manual")]
 
 
