@@ -5,8 +5,8 @@ grpcio >= 1.85. A service that calls segsvc usually pins older releases, so the 
 (clients/python) carries code from an old generator: grpcio-tools 1.66.0 bundles protoc
 27.2, whose code asks for protobuf >= 5.27.2 at import, and its *_pb2_grpc.py files ask for
 grpcio >= 1.66.0. That generator cannot be installed beside the dev tools (it needs
-protobuf < 6), so this script runs it from its own virtualenv under .cache/, made once per
-set of pins. `make proto` and tests/unit/test_generated_code.py both call `generate`.
+protobuf < 6), so this script runs it from its own virtualenv in the user's cache, made
+once per set of pins. `make proto` and tests/unit/test_generated_code.py both call `generate`.
 
 The modules keep their proto file names (segmentation/v1/*.proto) so that a process that
 also loads the server's generated code registers identical descriptors, which protobuf
@@ -17,6 +17,7 @@ package.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -42,10 +43,17 @@ GENERATOR_PINS = (
 _MODULE_REFERENCE = re.compile(r"(?<![\w./])segmentation\.v1(?=\.\w+_pb2\b| import )")
 
 
+def cache_dir() -> Path:
+    """Where throw-away virtualenvs live: the user's cache, so every worktree and CI run
+    on a machine shares them ($XDG_CACHE_HOME/segsvc, default ~/.cache/segsvc)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "segsvc"
+
+
 def generator_python() -> Path:
     """The Python of the pinned generator's virtualenv, created on first use."""
     digest = hashlib.sha256("\n".join(GENERATOR_PINS).encode()).hexdigest()[:12]
-    env_dir = ROOT / ".cache" / f"client-protogen-{digest}"
+    env_dir = cache_dir() / f"client-protogen-{digest}"
     python = env_dir / "bin" / "python"
     if not (env_dir / ".complete").exists():
         shutil.rmtree(env_dir, ignore_errors=True)

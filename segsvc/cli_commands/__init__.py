@@ -1,4 +1,4 @@
-"""The client side of the `segsvc` command: login, segment, user and report.
+"""The client side of the `segsvc` command: login, segment, user, report and key.
 
 They call a running server through segsvc_client (clients/python), like any other
 caller; nothing here touches the database. The parsers are declared here without
@@ -15,7 +15,7 @@ from typing import Any
 
 from segsvc.cli_commands.argument_types import duration, month
 
-COMMANDS = frozenset({"login", "logout", "segment", "user", "report"})
+COMMANDS = frozenset({"login", "logout", "segment", "user", "report", "key"})
 
 
 def _common() -> argparse.ArgumentParser:
@@ -93,6 +93,20 @@ def add_parsers(commands: Any) -> None:
     load.add_argument("--chunk-size", type=int, default=10_000)
     _handler(load, "user_commands", "import_users")
 
+    key = commands.add_parser("key", help="create, list and revoke API keys (admin)")
+    key_commands = key.add_subparsers(dest="key_command", required=True)
+    key_create = key_commands.add_parser(
+        "create", parents=[common], help="create an API key and print it once"
+    )
+    key_create.add_argument("name", help="what the key is for, e.g. the calling service")
+    key_create.add_argument("--role", choices=("reader", "writer", "admin"), required=True)
+    _handler(key_create, "key_commands", "create")
+    key_list = key_commands.add_parser("list", parents=[common], help="list API keys")
+    _handler(key_list, "key_commands", "list_all")
+    key_revoke = key_commands.add_parser("revoke", parents=[common], help="revoke an API key")
+    key_revoke.add_argument("key_id", type=int)
+    _handler(key_revoke, "key_commands", "revoke")
+
     report = commands.add_parser(
         "report", parents=[common], help="download a month's membership history as CSV"
     )
@@ -100,6 +114,13 @@ def add_parsers(commands: Any) -> None:
     report.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     report.add_argument("--user", type=int, action="append", default=[], metavar="ID")
     _handler(report, "report_command", "report")
+
+
+def main(argv: list[str]) -> int:
+    """Parse and run one client command (`segsvc segment list ...`)."""
+    parser = argparse.ArgumentParser(prog="segsvc")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,3 +56,10 @@ def test_client_code_asks_for_the_oldest_runtimes_it_claims() -> None:
         assert "Protobuf Python Version: 5.27.2" in module.read_text(), module.name
     for module in proto_dir.glob("*_pb2_grpc.py"):
         assert "GRPC_GENERATED_VERSION = '1.66.0'" in module.read_text(), module.name
+
+
+def test_go_stubs_are_fresh(tmp_path: Path) -> None:
+    go_root = ROOT / "clients" / "go"
+    package = Path("segmentation") / "v1"
+    _tool("go_protogen").generate(tmp_path)
+    _assert_same(_files(tmp_path, tmp_path / package), _files(go_root, go_root / package))
