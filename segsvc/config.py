@@ -49,6 +49,21 @@ class Settings(BaseSettings):
         description="HS256 signing secret (>= 32 bytes). Required unless running embedded.",
     )
     token_ttl_seconds: int = Field(default=3600, gt=0, description="Access token lifetime.")
+    open_signup: bool = Field(
+        default=False,
+        description="Let anyone sign up reader and writer accounts without a credential.",
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=10,
+        description="How long a verified API key or account is trusted without asking the "
+        "database: the bound within which revocation and removal reach every replica.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics needs 'Authorization: Bearer <this token>'.",
+    )
     report_link_ttl_seconds: int = Field(default=3600, gt=0, description="Report link lifetime.")
     pool_min_size: int = Field(default=2, ge=1, description="Database connections kept open.")
     pool_size: int = Field(default=16, ge=1, description="Maximum database connections.")

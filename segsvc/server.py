@@ -21,19 +21,23 @@ from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.api import access_rules
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
 from segsvc.api.user_servicer import UserServicer
 from segsvc.config import Settings
+from segsvc.domain import secret_strength
 from segsvc.domain.accounts import hash_password
 from segsvc.domain.clock import Clock, system_clock
 from segsvc.domain.report_links import ReportLinkSigner
-from segsvc.domain.tokens import MIN_SECRET_BYTES, TokenService
+from segsvc.domain.tokens import TokenService
 from segsvc.health import HealthMonitor
 from segsvc.http.server import HttpEndpoints
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.accounts import AccountService
+from segsvc.service_layer.api_keys import ApiKeyService
+from segsvc.service_layer.authentication import Authenticator
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
 from segsvc.service_layer.password_work import PasswordWork
 from segsvc.service_layer.reports import ReportService
@@ -44,6 +48,11 @@ from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.server")
 
+CONTRACT_FILES = [
+    auth_service_pb2.DESCRIPTOR,
+    user_service_pb2.DESCRIPTOR,
+    segment_service_pb2.DESCRIPTOR,
+]
 SERVICE_NAMES = [
     auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     user_service_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
@@ -73,8 +82,11 @@ def resolve_jwt_secret(settings: Settings) -> bytes:
             "SEGSVC_JWT_SECRET is required when SEGSVC_DATABASE_URL is set "
             "(only the embedded development mode generates one)"
         )
-    if len(secret) < MIN_SECRET_BYTES:
-        raise StartupError(f"SEGSVC_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    problem = secret_strength.weakness(secret.decode(errors="replace"))
+    if problem:
+        raise StartupError(
+            f"SEGSVC_JWT_SECRET {problem}: generate one with `openssl rand -base64 48`"
+        )
     return secret
 
 
@@ -105,13 +117,18 @@ class SegsvcServer:
         signer = ReportLinkSigner(
             secret, timedelta(seconds=settings.report_link_ttl_seconds), clock
         )
+        self.authenticator = Authenticator(self.db, tokens, settings.auth_cache_seconds)
         self.accounts = AccountService(
             self.db,
             tokens,
+            self.authenticator,
             self.password_work,
             settings.bcrypt_rounds,
             hash_password(secrets.token_urlsafe(16), settings.bcrypt_rounds),
+            settings.open_signup,
+            clock,
         )
+        self.api_keys = ApiKeyService(self.db, self.authenticator, clock)
         self.users = Users(self.db, clock)
         self.segments = Segments(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
@@ -135,7 +152,13 @@ class SegsvcServer:
             settings.health_check_interval_seconds,
             settings.migrations_dir,
         )
-        self.http.route(self.metrics, self.reports, signer, self.health.readiness_problem)
+        self.http.route(
+            self.metrics,
+            self.reports,
+            signer,
+            self.health.readiness_problem,
+            settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+        )
         self.sweeper = ExpirySweeper(
             self.db,
             clock,
@@ -143,14 +166,18 @@ class SegsvcServer:
             settings.expiry_sweep_interval_seconds,
             settings.expiry_sweep_batch,
         )
-        self.grpc_server = self._build_grpc(tokens)
+        try:
+            self.access = access_rules.load(CONTRACT_FILES)
+        except access_rules.MissingAccessRule as exc:
+            raise StartupError(str(exc)) from None
+        self.grpc_server = self._build_grpc()
         self.grpc_port = self._bind_grpc()
 
-    def _build_grpc(self, tokens: TokenService) -> grpc.Server:
+    def _build_grpc(self) -> grpc.Server:
         s = self.settings
         server = grpc.server(
             ThreadPoolExecutor(s.grpc_workers, thread_name_prefix="grpc"),
-            interceptors=[ServerInterceptor(tokens, self.metrics)],
+            interceptors=[ServerInterceptor(self.authenticator, self.access, self.metrics)],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", s.keepalive_time_ms),
@@ -161,7 +188,9 @@ class SegsvcServer:
                 ("grpc.max_send_message_length", s.max_message_bytes),
             ],
         )
-        auth_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.accounts), server)
+        auth_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(self.accounts, self.api_keys), server
+        )
         user_grpc.add_UserServiceServicer_to_server(UserServicer(self.users), server)
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from segmentation.v1 import auth_options_pb2 as auth_pb
 from segmentation.v1 import segment_service_pb2 as segment_pb
 from segmentation.v1 import user_service_pb2 as user_pb
 from segsvc.domain.errors import FieldViolation, InvalidArgument
 from segsvc.domain.membership_update import RequestedAddition
 from segsvc.domain.models import ActiveSegment, Reason, Segment
+from segsvc.domain.roles import Role
 from segsvc.domain.rollout import basis_points_to_percent
 
 # The ranges timestamp.proto and duration.proto define: 0001-01-01T00:00:00Z to
@@ -73,6 +75,21 @@ def to_datetime(value: Timestamp, field: str) -> datetime:
     if violation := timestamp_violation(field, value):
         raise InvalidArgument([violation])
     return value.ToDatetime(tzinfo=UTC)
+
+
+def role(value: int, field: str) -> Role | None:
+    """The domain role of a proto `Role` value (None when unspecified)."""
+    if value == auth_pb.ROLE_UNSPECIFIED:
+        return None
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidArgument.single(field, f"unknown role {value}") from None
+
+
+def role_value(value: Role) -> auth_pb.Role.ValueType:
+    """The proto `Role` value of a domain role."""
+    return auth_pb.Role.ValueType(value.value)
 
 
 def user_segments(user_id: int, segments: Sequence[ActiveSegment]) -> user_pb.UserSegments:

@@ -64,5 +64,9 @@ def hash_password(password: str, rounds: int) -> str:
 
 
 def check_password(password: str, password_hash: str) -> bool:
-    """Constant-time comparison of `password` with a stored bcrypt hash."""
-    return bcrypt.checkpw(password.encode(), password_hash.encode())
+    """Constant-time comparison of `password` with a stored bcrypt hash; False for a
+    stored value that is no bcrypt hash (an account disabled by a migration)."""
+    try:
+        return bcrypt.checkpw(password.encode(), password_hash.encode())
+    except ValueError:
+        return False

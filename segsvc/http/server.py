@@ -7,6 +7,7 @@ transfer encoding straight from PostgreSQL's COPY, so no framework is needed.
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import threading
 from collections.abc import Callable
@@ -40,9 +41,13 @@ class HttpEndpoints:
         reports: ReportService,
         signer: ReportLinkSigner,
         readiness: Callable[[], str | None],
+        metrics_token: str | None = None,
     ) -> None:
-        """Install the request handler."""
-        self.server.RequestHandlerClass = _handler_class(metrics, reports, signer, readiness)
+        """Install the request handler; with `metrics_token`, /metrics needs it as a
+        bearer token (metrics name methods and volumes: not for everyone on the network)."""
+        self.server.RequestHandlerClass = _handler_class(
+            metrics, reports, signer, readiness, metrics_token
+        )
 
     @property
     def port(self) -> int:
@@ -64,7 +69,10 @@ def _handler_class(
     reports: ReportService,
     signer: ReportLinkSigner,
     readiness: Callable[[], str | None],
+    metrics_token: str | None,
 ) -> type[BaseHTTPRequestHandler]:
+    expected_authorization = f"Bearer {metrics_token}".encode() if metrics_token else None
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "segsvc"
@@ -80,11 +88,21 @@ def _handler_class(
                 else:
                     self._text(HTTPStatus.OK, "ready\n")
             elif url.path == "/metrics":
-                self._send(HTTPStatus.OK, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                if self._metrics_allowed():
+                    body = generate_latest(metrics.registry)
+                    self._send(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
+                else:
+                    self._text(HTTPStatus.UNAUTHORIZED, "metrics need a bearer token\n")
             elif url.path == REPORT_PATH:
                 self._report(parse_qs(url.query).get("token", [""])[0])
             else:
                 self._text(HTTPStatus.NOT_FOUND, "not found\n")
+
+        def _metrics_allowed(self) -> bool:
+            if expected_authorization is None:
+                return True
+            sent = self.headers.get("Authorization", "").encode()
+            return hmac.compare_digest(sent, expected_authorization)
 
         def _report(self, token: str) -> None:
             try:

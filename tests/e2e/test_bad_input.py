@@ -124,12 +124,13 @@ def test_report_periods_out_of_range(
         assert sorted(f for f, _ in field_violations(error)) == fields
 
 
-def test_nul_in_account_names(channel: grpc.Channel, names: Names) -> None:
+def test_nul_in_account_names(channel: grpc.Channel, auth_metadata: Metadata, names: Names) -> None:
     auth = auth_grpc.AuthServiceStub(channel)
     username = f"nul-{names.tag.lower()}"
     error = rejected(
         lambda: auth.SignUp(
-            auth_pb.SignUpRequest(name="Eve\x00", username=username, password="password-1")
+            auth_pb.SignUpRequest(name="Eve\x00", username=username, password="password-1"),
+            metadata=auth_metadata,
         )
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

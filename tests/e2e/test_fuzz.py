@@ -32,7 +32,9 @@ import segmentation.v1
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
+from segsvc.domain.roles import Role
 from segsvc.server import SegsvcServer
+from segsvc.service_layer.accounts import create_account
 from segsvc.store.migrations import migrate
 from tests.support.proto_strategies import messages
 from tests.support.servers import make_settings
@@ -41,6 +43,7 @@ EXAMPLES = int(os.environ.get("SEGSVC_FUZZ_EXAMPLES", "20"))
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 CALL_TIMEOUT = 30.0
 MAX_STREAM_MESSAGES = 3
+FUZZ_ADMIN = ("fuzz-admin", "fuzz-password")
 
 settings.register_profile(
     "fuzz",
@@ -75,11 +78,13 @@ def test_every_rpc_is_fuzzed() -> None:
 
 @pytest.fixture(scope="module")
 def fuzz_channel(fresh_database: Any) -> Iterator[grpc.Channel]:
-    """A server of its own on a database of its own."""
+    """A server of its own on a database of its own, with an admin account (who may call
+    every RPC)."""
     url = fresh_database()
     migrate(url, MIGRATIONS)
     instance = SegsvcServer(make_settings(), url)
     instance.start()
+    create_account(instance.db, "Fuzz", *FUZZ_ADMIN, Role.ADMIN, bcrypt_rounds=4)
     with grpc.insecure_channel(f"127.0.0.1:{instance.grpc_port}") as channel:
         yield channel
     instance.stop(grace=1)
@@ -87,10 +92,11 @@ def fuzz_channel(fresh_database: Any) -> Iterator[grpc.Channel]:
 
 @pytest.fixture(scope="module")
 def fuzz_metadata(fuzz_channel: grpc.Channel) -> tuple[tuple[str, str], ...]:
-    """A valid token on the fuzz server."""
-    auth = auth_grpc.AuthServiceStub(fuzz_channel)
-    auth.SignUp(auth_pb.SignUpRequest(name="Fuzz", username="fuzzer", password="password-1"))
-    reply = auth.SignIn(auth_pb.SignInRequest(username="fuzzer", password="password-1"))
+    """An admin's token on the fuzz server."""
+    username, password = FUZZ_ADMIN
+    reply = auth_grpc.AuthServiceStub(fuzz_channel).SignIn(
+        auth_pb.SignInRequest(username=username, password=password)
+    )
     return (("authorization", f"Bearer {reply.access_token}"),)
 
 
