@@ -24,8 +24,8 @@ from tests.support.servers import make_settings
 
 FLOOD = 32
 WORKERS, QUEUE = 2, 2
-# High enough that each admitted check takes a visible while (~250 ms on these machines).
-ROUNDS = 12
+# High enough that each admitted check takes a visible while (~120 ms on these machines).
+ROUNDS = 11
 
 
 def test_sign_in_flood_is_bounded_and_reads_stay_served(fresh_database: Callable[[], str]) -> None:
