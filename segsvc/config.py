@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     password_workers: int = Field(
         default=2, ge=1, description="Threads that hash and check passwords (CPU-bound)."
     )
+    cache_users: int = Field(
+        default=100_000,
+        ge=0,
+        description="Users whose current segments each process keeps in its read cache "
+        "(LRU); 0 turns the cache off.",
+    )
     password_queue: int = Field(
         default=2,
         ge=0,

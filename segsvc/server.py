@@ -9,6 +9,7 @@ grpc.aio (which came out ahead on these machines) and why this release keeps thr
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -20,26 +21,29 @@ from grpc_reflection.v1alpha import reflection
 from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_pb2
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
-from segmentation.v1 import user_service_pb2_grpc as user_grpc
-from segsvc.api import access_rules
+from segsvc.api import access_rules, messages
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
-from segsvc.api.user_servicer import UserServicer
+from segsvc.api.user_servicer import UserServicer, add_to_server
+from segsvc.cache.listener import ChangeListener
+from segsvc.cache.read_cache import ReadCache
 from segsvc.config import Settings
 from segsvc.domain import secret_strength
 from segsvc.domain.accounts import hash_password
 from segsvc.domain.clock import Clock, system_clock
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.report_links import ReportLinkSigner
 from segsvc.domain.tokens import TokenService
 from segsvc.health import HealthMonitor
 from segsvc.http.server import HttpEndpoints
 from segsvc.observability.metrics import Metrics
-from segsvc.service_layer.accounts import AccountService
-from segsvc.service_layer.api_keys import ApiKeyService
+from segsvc.service_layer.accounts import Accounts
+from segsvc.service_layer.api_keys import ApiKeys
 from segsvc.service_layer.authentication import Authenticator
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
 from segsvc.service_layer.password_work import PasswordWork
+from segsvc.service_layer.reads import Reads
 from segsvc.service_layer.reports import ReportService
 from segsvc.service_layer.segments import Segments
 from segsvc.service_layer.users import Users
@@ -108,9 +112,15 @@ class SegsvcServer:
         self.database_url = database_url
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
+        self.read_cache = ReadCache(settings.cache_users, self.metrics)
         self.db = Database(
-            database_url, settings.pool_min_size, settings.pool_size, settings.pool_timeout_seconds
+            database_url,
+            settings.pool_min_size,
+            settings.pool_size,
+            settings.pool_timeout_seconds,
+            on_commit=self._forget_committed,
         )
+        self.cache_listener = ChangeListener(database_url, self.read_cache, self.db.origin)
         self.metrics.watch_pool(self.db.pool)
         self.password_work = PasswordWork(settings.password_workers, settings.password_queue)
         tokens = TokenService(secret, timedelta(seconds=settings.token_ttl_seconds), clock)
@@ -118,7 +128,7 @@ class SegsvcServer:
             secret, timedelta(seconds=settings.report_link_ttl_seconds), clock
         )
         self.authenticator = Authenticator(self.db, tokens, settings.auth_cache_seconds)
-        self.accounts = AccountService(
+        self.accounts = Accounts(
             self.db,
             tokens,
             self.authenticator,
@@ -128,8 +138,9 @@ class SegsvcServer:
             settings.open_signup,
             clock,
         )
-        self.api_keys = ApiKeyService(self.db, self.authenticator, clock)
+        self.api_keys = ApiKeys(self.db, self.authenticator, clock)
         self.users = Users(self.db, clock)
+        self.reads = Reads(self.db, clock, self.read_cache, messages.encoded_user_segments)
         self.segments = Segments(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
         try:
@@ -191,7 +202,7 @@ class SegsvcServer:
         auth_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(self.accounts, self.api_keys), server
         )
-        user_grpc.add_UserServiceServicer_to_server(UserServicer(self.users), server)
+        add_to_server(UserServicer(self.users, self.reads), server)
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
@@ -205,6 +216,12 @@ class SegsvcServer:
             server,
         )
         return server
+
+    def _forget_committed(self, changes: Sequence[MembershipChange]) -> None:
+        # This process's own writes, right after their commit: its next read sees them
+        # at once, without waiting for the notice to come back through the listener.
+        for change in changes:
+            self.read_cache.forget(change)
 
     def _bind_grpc(self) -> int:
         s = self.settings
@@ -235,6 +252,8 @@ class SegsvcServer:
         if applied:
             log.info("migrations_applied", versions=applied)
         self.db.open()
+        if self.settings.cache_users:
+            self.cache_listener.start()
         self.health.start()
         self.sweeper.start()
         self.http.start()
@@ -254,6 +273,7 @@ class SegsvcServer:
         self.health.shutdown()
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
+        self.cache_listener.stop()
         self.http.stop()
         self.password_work.shutdown()
         self.db.close()

@@ -10,14 +10,14 @@ from segsvc.api.call_context import current_principal, required_principal
 from segsvc.api.messages import role, role_value, timestamp
 from segsvc.domain.api_keys import ApiKey
 from segsvc.domain.errors import InvalidArgument
-from segsvc.service_layer.accounts import AccountService
-from segsvc.service_layer.api_keys import ApiKeyService
+from segsvc.service_layer.accounts import Accounts
+from segsvc.service_layer.api_keys import ApiKeys
 
 
 class AuthServicer(pb_grpc.AuthServiceServicer):
-    """gRPC face of AccountService and ApiKeyService."""
+    """gRPC face of Accounts and ApiKeys."""
 
-    def __init__(self, accounts: AccountService, keys: ApiKeyService) -> None:
+    def __init__(self, accounts: Accounts, keys: ApiKeys) -> None:
         self.accounts = accounts
         self.keys = keys
 

@@ -232,5 +232,6 @@ class ServerInterceptor(_Interceptor):
             code=code.name,
             duration_ms=round(elapsed * 1000, 3),
             account_id=call.info.account_id,
+            key_id=call.info.principal.key_id if call.info.principal else None,
             request_id=call.info.request_id,
         )

@@ -32,7 +32,7 @@ from segsvc.store.database import Database
 
 
 @dataclass(frozen=True)
-class AccountService:
+class Accounts:
     """Accounts and their access tokens."""
 
     db: Database

@@ -15,7 +15,7 @@ from segsvc.store.database import Database
 
 
 @dataclass(frozen=True)
-class ApiKeyService:
+class ApiKeys:
     """Create, list and revoke API keys."""
 
     db: Database

@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 from segsvc.domain import page_tokens
 from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, NotFound
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.models import Segment
 from segsvc.domain.rollout import percent_to_basis_points
 from segsvc.domain.segments import require_slug, validate_segment
-from segsvc.store import memberships, segments
+from segsvc.store import change_notices, memberships, segments
 from segsvc.store.database import Database
 
 MEMBER_CHUNK = 10_000
@@ -57,6 +58,8 @@ class Segments:
             enrolled = (
                 segments.enroll_all_users(conn, segment, now, account_id) if basis_points else 0
             )
+            if enrolled:
+                change_notices.publish(conn, MembershipChange.all_users())
         return replace(segment, member_count=enrolled)
 
     def delete(self, slug: str, account_id: int | None) -> Segment:
@@ -69,6 +72,7 @@ class Segments:
                 raise NotFound("segment", [slug])
             segments.mark_deleted(conn, segment.id, now)
             ended = memberships.remove_all_in_segment(conn, segment.id, now, account_id)
+            change_notices.publish(conn, MembershipChange.all_users())
         return replace(segment, member_count=ended)
 
     def get(self, slug: str) -> Segment:
