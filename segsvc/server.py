@@ -188,7 +188,9 @@ class SegsvcServer:
         s = self.settings
         server = grpc.server(
             ThreadPoolExecutor(s.grpc_workers, thread_name_prefix="grpc"),
-            interceptors=[ServerInterceptor(self.authenticator, self.access, self.metrics)],
+            interceptors=[
+                ServerInterceptor(self.authenticator, self.access, self.metrics, s.access_log_every)
+            ],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", s.keepalive_time_ms),
