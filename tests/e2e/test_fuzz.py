@@ -44,6 +44,8 @@ FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 CALL_TIMEOUT = 30.0
 MAX_STREAM_MESSAGES = 3
 FUZZ_ADMIN = ("fuzz-admin", "fuzz-password")
+# The suite's 300 s per test fits the CI profile; a deep run gets a second per example.
+pytestmark = pytest.mark.timeout(max(300, EXAMPLES))
 
 settings.register_profile(
     "fuzz",
