@@ -168,7 +168,9 @@ def map_exception(exc: BaseException) -> MappedStatus:
         case errors.PermissionDenied():
             return MappedStatus(code.PERMISSION_DENIED, str(exc))
         case errors.ResourceExhausted():
-            return MappedStatus(code.RESOURCE_EXHAUSTED, str(exc))
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromSeconds(exc.retry_after_seconds)
+            return MappedStatus(code.RESOURCE_EXHAUSTED, str(exc), (_pack(retry),))
         case errors.FailedPrecondition():
             return MappedStatus(code.FAILED_PRECONDITION, str(exc))
         case psycopg.errors.SerializationFailure() | psycopg.errors.DeadlockDetected():
