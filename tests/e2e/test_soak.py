@@ -216,10 +216,6 @@ def test_soak_calls_fail_only_with_documented_statuses(soak: SoakResult) -> None
     assert soak.load.unexpected == [], f"seed {soak.seed}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 7 defect 1: writes read 'now' before taking their locks (branch writepath)",
-)
 def test_soak_history_replays_to_the_state(soak: SoakResult) -> None:
     problems = replay_problems(soak.history, soak.current)
     assert problems == [], f"{len(problems)} pairs (seed {soak.seed}):\n" + "\n".join(problems[:20])
