@@ -24,6 +24,7 @@ from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
+from segsvc.api.stream_watchdog import StreamWatchdog
 from segsvc.api.user_servicer import UserServicer
 from segsvc.config import Settings
 from segsvc.domain.accounts import hash_password
@@ -95,10 +96,9 @@ class SegsvcServer:
         self.database_url = database_url
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
-        self.db = Database(
-            database_url, settings.pool_min_size, settings.pool_size, settings.pool_timeout_seconds
-        )
+        self.db = Database.from_settings(database_url, settings)
         self.metrics.watch_pool(self.db.pool)
+        self.stream_watchdog = StreamWatchdog(settings.stream_idle_timeout_seconds)
         self.password_executor = ThreadPoolExecutor(
             settings.password_workers, thread_name_prefix="bcrypt"
         )
@@ -151,7 +151,11 @@ class SegsvcServer:
         s = self.settings
         server = grpc.server(
             ThreadPoolExecutor(s.grpc_workers, thread_name_prefix="grpc"),
-            interceptors=[ServerInterceptor(tokens, self.metrics)],
+            interceptors=[ServerInterceptor(tokens, self.metrics, self.stream_watchdog)],
+            # Beyond this many running or queued calls, RESOURCE_EXHAUSTED at once rather
+            # than an unbounded queue. Streams cannot take every thread: each needs one of
+            # the SEGSVC_BULK_POOL_SIZE bulk slots, fewer than the workers (config.py).
+            maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs,
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", s.keepalive_time_ms),
@@ -209,6 +213,7 @@ class SegsvcServer:
         self.db.open()
         self.health.start()
         self.sweeper.start()
+        self.stream_watchdog.start()
         self.http.start()
         self.grpc_server.start()
         log.info(
@@ -226,6 +231,7 @@ class SegsvcServer:
         self.health.shutdown()
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
+        self.stream_watchdog.stop()
         self.http.stop()
         self.password_executor.shutdown(wait=False, cancel_futures=True)
         self.db.close()

@@ -7,6 +7,8 @@ that each concern is applied exactly once per RPC and no servicer repeats it:
   PUBLIC_METHODS, so a newly added RPC is protected by default; health checking and
   reflection live outside the package and stay public;
 - exceptions become statuses through api.status_mapping, never UNKNOWN;
+- streams are watched by the stream watchdog, which cancels those whose client has
+  gone quiet (api.stream_watchdog);
 - one log line and one set of metrics per call, with the request id returned to the
   caller in trailing metadata.
 """
@@ -26,6 +28,7 @@ import structlog
 
 from segsvc.api.call_context import CURRENT_CALL, CallInfo
 from segsvc.api.status_mapping import MappedStatus, map_exception
+from segsvc.api.stream_watchdog import StreamWatchdog
 from segsvc.domain.errors import Unauthenticated
 from segsvc.domain.tokens import TokenService
 from segsvc.observability.metrics import Metrics
@@ -66,6 +69,7 @@ class ServerInterceptor(_Interceptor):
 
     tokens: TokenService
     metrics: Metrics
+    watchdog: StreamWatchdog
 
     def intercept_service(
         self,
@@ -84,19 +88,19 @@ class ServerInterceptor(_Interceptor):
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, handler.stream_unary),
+                self._unary(method, self._watch_requests(handler.stream_unary)),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, handler.unary_stream),
+                self._streaming(method, self._watch_responses(handler.unary_stream)),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, handler.stream_stream),
+            self._streaming(method, self._watch_both(handler.stream_stream)),
             handler.request_deserializer,
             handler.response_serializer,
         )
@@ -114,6 +118,27 @@ class ServerInterceptor(_Interceptor):
                 yield from behavior(request, context)
 
         return wrapped
+
+    def _watch_requests(self, behavior: Behavior) -> Behavior:
+        def watched(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            with self.watchdog.watch(context) as watch:
+                return behavior(watch.requests(request_iterator), context)
+
+        return watched
+
+    def _watch_responses(self, behavior: Behavior) -> Behavior:
+        def watched(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with self.watchdog.watch(context) as watch:
+                yield from watch.responses(behavior(request, context))
+
+        return watched
+
+    def _watch_both(self, behavior: Behavior) -> Behavior:
+        def watched(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            with self.watchdog.watch(context) as watch:
+                yield from watch.responses(behavior(watch.requests(request_iterator), context))
+
+        return watched
 
     @contextmanager
     def _serving(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:

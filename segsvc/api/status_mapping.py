@@ -3,7 +3,8 @@
 Domain errors carry their meaning; here they get a status code, a message naming the
 field or resource, and google.rpc rich error details (grpcio-status) so that clients
 can read field violations without parsing text. Database trouble becomes UNAVAILABLE
-(retryable), lock conflicts ABORTED, and anything unexpected INTERNAL with a request id
+(retryable, and expected: no traceback), a full bulk pool RESOURCE_EXHAUSTED with
+RetryInfo, lock conflicts ABORTED, and anything unexpected INTERNAL with a request id
 to find the traceback in the logs - never UNKNOWN.
 """
 
@@ -19,6 +20,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from segsvc.api.stream_watchdog import StreamCancelled
 from segsvc.domain import errors
 
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -85,13 +87,18 @@ def map_exception(exc: BaseException) -> MappedStatus:
             return MappedStatus(code.PERMISSION_DENIED, str(exc))
         case errors.FailedPrecondition():
             return MappedStatus(code.FAILED_PRECONDITION, str(exc))
+        case errors.ResourceExhausted():
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromSeconds(exc.retry_after_seconds)
+            return MappedStatus(code.RESOURCE_EXHAUSTED, str(exc), (_pack(retry),))
+        case StreamCancelled():
+            return MappedStatus(code.CANCELLED, str(exc))
         case psycopg.errors.SerializationFailure() | psycopg.errors.DeadlockDetected():
             return MappedStatus(code.ABORTED, "concurrent change conflicted; retry the call")
         case psycopg.errors.QueryCanceled():
             return MappedStatus(code.DEADLINE_EXCEEDED, "database statement timed out")
         case psycopg.OperationalError() | psycopg.InterfaceError():
-            return MappedStatus(
-                code.UNAVAILABLE, "database unavailable; retry later", expected=False
-            )
+            # Expected: the health watcher logs one WARNING per outage, not one per call.
+            return MappedStatus(code.UNAVAILABLE, "database unavailable; retry later")
         case _:
             return MappedStatus(code.INTERNAL, "internal error", expected=False)

@@ -62,3 +62,12 @@ class PermissionDenied(DomainError):
 
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows the request (e.g. schema too new)."""
+
+
+class ResourceExhausted(DomainError):
+    """A bounded resource is in use to its limit; try again after `retry_after_seconds`."""
+
+    def __init__(self, resource: str, retry_after_seconds: int) -> None:
+        self.resource = resource
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(f"too many concurrent {resource}; retry in {retry_after_seconds} s")

@@ -58,7 +58,7 @@ class MembershipService:
                     require_user_ids(chunk, MAX_IMPORT_CHUNK, f"user_ids (message {number})")
                 yield chunk
 
-        with self.db.transaction() as conn:
+        with self.db.bulk_transaction() as conn:
             result = users.import_chunks(conn, validated(), self.clock(), account_id)
         return ImportResult(*result)
 

@@ -40,5 +40,5 @@ class ReportService:
 
     def stream(self, request: ReportRequest) -> Iterator[bytes]:
         """The CSV document in chunks, straight from PostgreSQL."""
-        with self.db.transaction() as conn:
+        with self.db.bulk_transaction() as conn:
             yield from history.stream_report(conn, request.period, request.user_ids, self.clock())

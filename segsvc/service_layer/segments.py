@@ -52,7 +52,10 @@ class SegmentService:
                     segments.count_rollout(conn, salt, basis_points) if salt and basis_points else 0
                 )
             return Segment(0, slug, description, basis_points, salt, now, count)
-        with self.db.transaction() as conn:
+        # A rollout enrols every user: its statements grow with the data, so they get the
+        # bulk time limit rather than the one for short calls.
+        limit = self.db.bulk_limits.statement_timeout if basis_points else None
+        with self.db.transaction(statement_timeout=limit) as conn:
             if basis_points:
                 segments.freeze_registrations(conn)
             segment = segments.create(conn, slug, description, basis_points, salt, now, account_id)
@@ -79,7 +82,8 @@ class SegmentService:
         """Delete a live segment and end all its memberships (with history), atomically."""
         self._require_slug(slug)
         now = self.clock()
-        with self.db.transaction() as conn:
+        # Ending every membership grows with the segment: the bulk time limit applies.
+        with self.db.transaction(self.db.bulk_limits.statement_timeout) as conn:
             segment = segments.lock_for_delete(conn, slug)
             if segment is None:
                 raise NotFound("segment", [slug])
@@ -112,7 +116,7 @@ class SegmentService:
         """Chunks of the segment's active member ids, ascending."""
         self._require_slug(slug)
         now = self.clock()
-        with self.db.transaction() as conn:
+        with self.db.bulk_transaction() as conn:
             segment = segments.get_live(conn, slug)
             if segment is None:
                 raise NotFound("segment", [slug])
