@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     http_addr: str = Field(
         default=":8081", description="HTTP listen address: /metrics, /healthz, /readyz, reports."
     )
+    http_threads: int = Field(
+        default=4, ge=1, description="Threads answering HTTP requests (probes, metrics, reports)."
+    )
+    http_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An HTTP connection on which nothing is sent or read this long is closed.",
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Open HTTP connections; beyond it new ones wait."
+    )
     public_http_url: str | None = Field(
         default=None,
         description="Base URL put into report links; default http://<host>:<http port>.",

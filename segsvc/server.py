@@ -117,7 +117,13 @@ class SegsvcServer:
         self.segments = SegmentService(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
         try:
-            self.http = HttpEndpoints(http_host, http_port)
+            self.http = HttpEndpoints(
+                http_host,
+                http_port,
+                settings.http_threads,
+                settings.http_timeout_seconds,
+                settings.http_max_connections,
+            )
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on SEGSVC_HTTP_ADDR={settings.http_addr}: {exc.strerror}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +36,7 @@ from tests.support.servers import make_settings
 BIG_MONTH = (2002, 2)
 BIG_MONTH_ROWS = 250_000
 IDLE_TIMEOUT = 1.0
+HTTP_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +59,7 @@ def small_server(fresh_database: Any) -> Iterator[SegsvcServer]:
         grpc_workers=16,
         statement_timeout_seconds=0.3,
         stream_idle_timeout_seconds=IDLE_TIMEOUT,
+        http_timeout_seconds=HTTP_TIMEOUT,
     )
     server = SegsvcServer(settings, url)
     server.start()
@@ -122,7 +126,9 @@ def test_report_readers_that_stop_reading_cannot_take_every_thread(
     """Defect 11: 16 StreamHistoryReport callers that stop reading a large report."""
     segments = seg_grpc.SegmentServiceStub(small_channel)
     request = seg_pb.StreamHistoryReportRequest(year=BIG_MONTH[0], month=BIG_MONTH[1])
-    calls = [segments.StreamHistoryReport(request, metadata=md, timeout=20) for _ in range(16)]
+    calls: list[Any] = [
+        segments.StreamHistoryReport(request, metadata=md, timeout=20) for _ in range(16)
+    ]
     try:
         time.sleep(0.5)
         assert_reads_and_health_answer(small_channel, md)
@@ -164,25 +170,67 @@ def test_bulk_statements_are_not_bound_by_the_read_timeout(
 def test_unread_downloads_leave_connections_for_calls(
     small_server: SegsvcServer, small_channel: grpc.Channel, md: Metadata
 ) -> None:
-    """Defect 2: two report downloads that are never read, with pools of two. Calls and
-    health still answer; a third download is refused at once with Retry-After."""
-    segments = seg_grpc.SegmentServiceStub(small_channel)
-    link = segments.GetHistoryReport(
-        seg_pb.GetHistoryReportRequest(year=BIG_MONTH[0], month=BIG_MONTH[1]), metadata=md
-    ).url
-    path = link.split(str(small_server.http_port), 1)[1]
-    stalled = [_unread_download(small_server.http_port, path) for _ in range(2)]
+    """Defect 2: two report downloads that are never read, with pools of two: calls and
+    health still answer."""
+    stalled = [_unread_download(small_server.http_port, _report_path(small_channel, md))]
+    stalled.append(_unread_download(small_server.http_port, _report_path(small_channel, md)))
     try:
         time.sleep(0.5)
         assert_reads_and_health_answer(small_channel, md)
-        third = _unread_download(small_server.http_port, path)
-        third.settimeout(5)
-        head = third.recv(4096).decode()
-        third.close()
-        assert head.startswith("HTTP/1.1 503"), head
-        assert "Retry-After:" in head
     finally:
         for sock in stalled:
+            sock.close()
+
+
+def test_downloads_beyond_the_bulk_slots_get_503_with_retry_after(
+    small_server: SegsvcServer, small_channel: grpc.Channel, md: Metadata
+) -> None:
+    """Both bulk slots held by unread gRPC report streams: a download is refused at once."""
+    segments = seg_grpc.SegmentServiceStub(small_channel)
+    request = seg_pb.StreamHistoryReportRequest(year=BIG_MONTH[0], month=BIG_MONTH[1])
+    holders: list[Any] = []
+    try:
+        deadline = time.monotonic() + 10
+        while len(holders) < 2:  # earlier tests' downloads may still be finishing
+            call = segments.StreamHistoryReport(request, metadata=md, timeout=20)
+            try:
+                next(call)  # type: ignore[call-overload]
+                holders.append(call)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{small_server.http_port}{_report_path(small_channel, md)}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 503
+        assert refused.value.headers["Retry-After"] == "1"
+    finally:
+        for call in holders:
+            call.cancel()
+
+
+def test_half_sent_requests_take_no_threads(small_server: SegsvcServer) -> None:
+    """Defect 11 (HTTP): 200 connections that never finish their request cost no thread,
+    /healthz answers meanwhile, and the server closes them after the HTTP timeout."""
+    threads_before = threading.active_count()
+    port = small_server.http_port
+    half_sent = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+            half_sent.append(sock)
+        time.sleep(0.3)
+        healthz = f"http://127.0.0.1:{port}/healthz"
+        with urllib.request.urlopen(healthz, timeout=2) as reply:
+            assert reply.status == 200
+        assert threading.active_count() - threads_before < 10
+        time.sleep(HTTP_TIMEOUT + 1)
+        half_sent[0].settimeout(2)
+        assert half_sent[0].recv(1) == b""  # closed by the server
+    finally:
+        for sock in half_sent:
             sock.close()
 
 
@@ -200,7 +248,8 @@ def test_dropped_connections_cost_no_call(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchone()
-    assert killed and killed[0] >= 2
+    assert killed
+    assert killed[0] >= 2
     failures = []
     for _ in range(20):
         try:
@@ -208,6 +257,14 @@ def test_dropped_connections_cost_no_call(
         except grpc.RpcError as exc:
             failures.append(exc.code())
     assert failures == []
+
+
+def _report_path(channel: grpc.Channel, md: Metadata) -> str:
+    """The path and query of a fresh link to the large month's report."""
+    link = seg_grpc.SegmentServiceStub(channel).GetHistoryReport(
+        seg_pb.GetHistoryReportRequest(year=BIG_MONTH[0], month=BIG_MONTH[1]), metadata=md
+    )
+    return "/" + link.url.split("/", 3)[3]
 
 
 def _unread_download(port: int, path: str) -> socket.socket:
