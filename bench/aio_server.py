@@ -36,20 +36,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
-from segsvc.api.interceptors import (
-    PROTECTED_PREFIX,
-    PUBLIC_METHODS,
-    QUIET_PREFIXES,
-    REQUEST_ID_KEY,
-)
+from segsvc.api import access_rules
+from segsvc.api.interceptors import PROTECTED_PREFIX, QUIET_PREFIXES, REQUEST_ID_KEY
 from segsvc.api.messages import user_segments
 from segsvc.domain.errors import Unauthenticated
 from segsvc.domain.models import ActiveSegment, Reason
 from segsvc.domain.tokens import TokenService
 from segsvc.observability.logs import configure_logging
 from segsvc.observability.metrics import Metrics
+from segsvc.server import CONTRACT_FILES
 from segsvc.store.memberships import ACTIVE_FOR_USER
 
+PUBLIC_METHODS = frozenset(
+    path for path, rule in access_rules.load(CONTRACT_FILES).items() if rule.public
+)
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
 

@@ -2,6 +2,12 @@
 user, ImportUsers of N new ids, streaming a large segment's members, and a month report
 over >= 1M history rows, downloaded through its link and streamed over gRPC.
 
+The rollout and the import are each followed by the bare SQL doing the same work in
+the same run (rolled back, so the data set is unchanged): the enrolment `INSERT ...
+SELECT` with history, and `COPY` of N ids into a temporary table plus one `INSERT ...
+SELECT` into users. Their ratio is what the targets compare, since absolute times
+drift between runs.
+
 Around each operation the server's peak RSS (VmHWM) is reset and read again, so the
 table shows how much memory that operation alone needed: a path that streams holds a
 chunk at a time whatever N is; one that buffers grows with N.
@@ -114,11 +120,23 @@ def run(target: str, token: str, pid: int, database_url: str, users: int) -> lis
         rows = [
             _timed(pid, f"CreateSegment auto_percent=10 over {users:,} users", "enrolled", rollout),
             _timed(
+                pid,
+                "bare-rollout: the same enrolment INSERT ... SELECT",
+                "enrolled",
+                lambda: _bare_rollout(database_url),
+            ),
+            _timed(
                 pid, f"ImportUsers {users:,} new ids, chunks of {CHUNK:,}", "created", import_users
+            ),
+            _timed(
+                pid,
+                f"bare-import: COPY {users:,} ids + INSERT ... SELECT",
+                "created",
+                lambda: _bare_import(database_url, 2 * users + 1, users),
             ),
             _timed(pid, "ListSegmentUsers of the rollout segment", "ids", members),
         ]
-        month_rows = _top_up_history(database_url, users, REPORT_ROWS)
+        month_rows = _top_up_history(database_url, users, min(REPORT_ROWS, 10 * users))
         now = datetime.now(UTC)
         link = segment_stub.GetHistoryReport(
             seg_pb.GetHistoryReportRequest(year=now.year, month=now.month),
@@ -150,6 +168,57 @@ def run(target: str, token: str, pid: int, database_url: str, users: int) -> lis
             _timed(pid, "StreamHistoryReport, same month, over gRPC", "bytes", stream_report)
         )
     return rows
+
+
+def _bare_rollout(database_url: str) -> _Outcome:
+    """The rollout's enrolment as one statement (the store's SQL) on a new segment."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO segments (slug, rollout_bp, rollout_salt, created_at)"
+            " VALUES ('BARE_ROLLOUT', 1000, 'bare', now()) RETURNING id"
+        ).fetchone()
+        assert row is not None
+        cur = conn.execute(
+            """
+            WITH enrolled AS (
+                INSERT INTO memberships (user_id, segment_id, added_at, expires_at, reason)
+                SELECT u.user_id, %(id)s, now(), NULL, 'rollout' FROM users u
+                WHERE segsvc_rollout_bucket('bare', u.user_id) < 1000
+                RETURNING user_id
+            )
+            INSERT INTO membership_history (user_id, segment_id, slug, operation, reason, at)
+            SELECT user_id, %(id)s, 'BARE_ROLLOUT', 'add', 'rollout', now() FROM enrolled
+            """,
+            {"id": row[0]},
+        )
+        conn.rollback()
+    return _Outcome(cur.rowcount, "bare SQL, rolled back")
+
+
+def _bare_import(database_url: str, first: int, count: int) -> _Outcome:
+    """COPY `count` new ids into a temporary table, then one INSERT ... SELECT."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("CREATE TEMP TABLE bare_ids (user_id bigint NOT NULL) ON COMMIT DROP")
+        with conn.cursor().copy("COPY bare_ids (user_id) FROM STDIN") as copy:
+            for start in range(first, first + count, CHUNK):
+                chunk = range(start, min(start + CHUNK, first + count))
+                copy.write("\n".join(map(str, chunk)) + "\n")
+        cur = conn.execute(
+            "INSERT INTO users (user_id, created_at) SELECT user_id, now() FROM bare_ids"
+        )
+        conn.rollback()
+    return _Outcome(cur.rowcount, "bare SQL, rolled back")
+
+
+def ratios(rows: list[BulkRow]) -> dict[str, float]:
+    """Server time / bare SQL time for the rollout and the import (bench.targets keys)."""
+    by_key = {row.what.split(" ", 1)[0].rstrip(":"): row.seconds for row in rows}
+    found: dict[str, float] = {}
+    if by_key.get("bare-rollout") and "CreateSegment" in by_key:
+        found["rollout_ratio"] = by_key["CreateSegment"] / by_key["bare-rollout"]
+    if by_key.get("bare-import") and "ImportUsers" in by_key:
+        found["import_ratio"] = by_key["ImportUsers"] / by_key["bare-import"]
+    return found
 
 
 def _top_up_history(database_url: str, users: int, at_least: int) -> int:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from bench.load import LoadResult, summarize
+from bench.workloads import Workload
 
 
 def available() -> bool:
@@ -57,9 +58,10 @@ class H2loadClient:
         self._connections = connections
         self._streams = streams
 
-    def round(self, seconds: float) -> LoadResult:
+    def round(self, seconds: float, workload: Workload | None = None) -> LoadResult:
         """One h2load run of `seconds` (no warm-up inside: the caller runs a warm-up
-        round, so the server CPU measured around this round covers only its calls)."""
+        round, so the server CPU measured around this round covers only its calls). The
+        body was fixed at construction: `workload` is ignored."""
         log = Path(self._tmp.name) / "log"
         log.unlink(missing_ok=True)  # h2load appends to an existing log
         cpu = _children_cpu()

@@ -1,19 +1,19 @@
 """Closed-loop load from Python: C concurrent callers, each with one call in flight,
 spread over a few processes so that the GIL of one client process is not the ceiling.
 
-This is the default client because it can send a different random user id on every
-call (h2load repeats one request body, which keeps one user's rows hot in every cache).
+This is the default client because it can send a different request on every call
+(h2load repeats one request body, which keeps one user's rows hot in every cache): each
+round names a workload (bench.workloads: uniform or Zipf ids, batches, updates, a mix).
 Each process has its own channel (one HTTP/2 connection) and a thread per caller; calls
 send and receive raw bytes, so the client spends no CPU parsing responses. The worker
-processes are started once and stay up across rounds, so the first round warms caches
-and connections and the second is measured without start-up noise.
+processes are started once and stay up across rounds and workloads, so a warm-up round
+and the measured one run on the same connections, without start-up noise.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import queue
-import random
 import signal
 import statistics
 import time
@@ -24,20 +24,10 @@ from typing import Protocol
 
 import grpc
 
-from segmentation.v1 import user_service_pb2 as pb
+from bench.workloads import METHODS, Workload, calls
 
 CALL_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class Call:
-    """What every caller sends: `method` with `body`, or, with `max_user_id`, a
-    GetUserSegmentsRequest for a random user id in 1..max_user_id."""
-
-    method: str
-    body: bytes = b""
-    max_user_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +41,7 @@ class LoadResult:
     p99_ms: float
     seconds: float
     client_cpu_seconds: float
+    first_error: str = ""
 
 
 class LoadClient(Protocol):
@@ -58,8 +49,8 @@ class LoadClient(Protocol):
 
     name: str
 
-    def round(self, seconds: float) -> LoadResult:
-        """Run for `seconds` and report what the callers saw."""
+    def round(self, seconds: float, workload: Workload) -> LoadResult:
+        """Run `workload` for `seconds` and report what the callers saw."""
         ...
 
     def close(self) -> None:
@@ -67,7 +58,9 @@ class LoadClient(Protocol):
         ...
 
 
-def summarize(latencies: list[float], errors: int, seconds: float, client_cpu: float) -> LoadResult:
+def summarize(
+    latencies: list[float], errors: int, seconds: float, client_cpu: float, first_error: str = ""
+) -> LoadResult:
     """Calls/s and latency percentiles (seconds in, milliseconds out)."""
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
@@ -79,6 +72,7 @@ def summarize(latencies: list[float], errors: int, seconds: float, client_cpu: f
         p99_ms=p99 * 1000,
         seconds=seconds,
         client_cpu_seconds=client_cpu,
+        first_error=first_error,
     )
 
 
@@ -91,40 +85,45 @@ class _Part:
     started: float
     finished: float
     cpu_seconds: float
+    first_error: str
+
+
+Rpcs = dict[str, "grpc.UnaryUnaryMultiCallable[bytes, bytes]"]
 
 
 def _caller(
-    rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes],
-    call: Call,
+    rpcs: Rpcs,
+    workload: Workload,
     metadata: tuple[tuple[str, str], ...],
     until: float,
     seed: int,
-) -> tuple[list[float], int]:
-    rng = random.Random(seed)
+) -> tuple[list[float], int, str]:
     latencies: list[float] = []
     errors = 0
+    first_error = ""
+    stream = calls(workload, seed)
     while (started := time.perf_counter()) < until:
-        body = (
-            pb.GetUserSegmentsRequest(user_id=rng.randint(1, call.max_user_id)).SerializeToString()
-            if call.max_user_id
-            else call.body
-        )
+        method, body = next(stream)
         try:
-            rpc(body, metadata=metadata, timeout=CALL_TIMEOUT)
-        except grpc.RpcError:
+            rpcs[method](body, metadata=metadata, timeout=CALL_TIMEOUT)
+        except grpc.RpcError as exc:
             errors += 1
+            if not first_error:
+                first_error = f"{method.rsplit('/', 1)[1]}: {exc.code().name} {exc.details()}"
             continue
         latencies.append(time.perf_counter() - started)
-    return latencies, errors
+    return latencies, errors, first_error
+
+
+Command = tuple[float, Workload] | None
 
 
 def _worker(
     target: str,
     token: str,
-    call: Call,
     threads: int,
     seed: int,
-    commands: mp.Queue[float | None],
+    commands: mp.Queue[Command],
     results: mp.Queue[_Part | str],
 ) -> None:
     """Entry point of one client process: wait for a round length, run, report, repeat.
@@ -138,24 +137,29 @@ def _worker(
         except grpc.FutureTimeoutError:
             results.put(f"cannot connect to {target}")
             return
-        rpc: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            call.method, request_serializer=None, response_deserializer=None
-        )
+        rpcs: Rpcs = {
+            method: channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            for method in METHODS
+        }
         results.put("ready")
         with ThreadPoolExecutor(threads) as pool:
-            while (seconds := commands.get()) is not None:
+            while (command := commands.get()) is not None:
+                seconds, workload = command
+                next(calls(workload, seed))  # build per-process tables before the clock
                 cpu, started = time.process_time(), time.perf_counter()
                 until = started + seconds
                 futures = [
-                    pool.submit(_caller, rpc, call, metadata, until, seed * 1000 + i)
+                    pool.submit(_caller, rpcs, workload, metadata, until, seed * 1000 + i)
                     for i in range(threads)
                 ]
                 latencies: list[float] = []
                 errors = 0
+                first_error = ""
                 for future in futures:
-                    part, failed = future.result()
+                    part, failed, first = future.result()
                     latencies += part
                     errors += failed
+                    first_error = first_error or first
                 seed += 1
                 results.put(
                     _Part(
@@ -164,6 +168,7 @@ def _worker(
                         started,
                         time.perf_counter(),
                         time.process_time() - cpu,
+                        first_error,
                     )
                 )
 
@@ -174,20 +179,18 @@ class PythonClient:
 
     name = "python"
 
-    def __init__(
-        self, target: str, token: str, call: Call, concurrency: int = 32, processes: int = 2
-    ) -> None:
+    def __init__(self, target: str, token: str, concurrency: int = 32, processes: int = 2) -> None:
         context = mp.get_context("spawn")
         self._results: mp.Queue[_Part | str] = context.Queue()
-        self._commands: list[mp.Queue[float | None]] = []
+        self._commands: list[mp.Queue[Command]] = []
         self._processes: list[BaseProcess] = []
         processes = max(1, min(processes, concurrency))
         for index in range(processes):
             threads = concurrency // processes + (index < concurrency % processes)
-            commands: mp.Queue[float | None] = context.Queue()
+            commands: mp.Queue[Command] = context.Queue()
             process = context.Process(
                 target=_worker,
-                args=(target, token, call, threads, index + 1, commands, self._results),
+                args=(target, token, threads, index + 1, commands, self._results),
                 daemon=True,
             )
             process.start()
@@ -209,11 +212,11 @@ class PythonClient:
             dead = [p.pid for p in self._processes if not p.is_alive()]
             raise RuntimeError(f"load client gave no answer (dead workers: {dead})") from None
 
-    def round(self, seconds: float) -> LoadResult:
+    def round(self, seconds: float, workload: Workload) -> LoadResult:
         """Every process runs its callers for `seconds`; the rate is over the span from
         the first process's start to the last one's end."""
         for commands in self._commands:
-            commands.put(seconds)
+            commands.put((seconds, workload))
         parts: list[_Part] = []
         for _ in self._processes:
             part = self._get(seconds + CALL_TIMEOUT + 30)
@@ -226,6 +229,7 @@ class PythonClient:
             sum(p.errors for p in parts),
             span,
             sum(p.cpu_seconds for p in parts),
+            next((p.first_error for p in parts if p.first_error), ""),
         )
 
     def close(self) -> None:

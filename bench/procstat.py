@@ -34,6 +34,30 @@ def usage(pid: int) -> Usage:
     return Usage(cpu, mib("VmRSS"), mib("VmHWM"))
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (a supervisor's workers), from /proc children."""
+    found = [pid]
+    for current in found:
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                found += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue  # the thread or process ended meanwhile
+    return found
+
+
+def tree_usage(pid: int) -> tuple[float, list[Usage]]:
+    """CPU seconds of `pid` and its descendants together, and each one's usage (a
+    process that ends between listing and reading is left out)."""
+    each: list[Usage] = []
+    for member in descendants(pid):
+        try:
+            each.append(usage(member))
+        except (OSError, KeyError):
+            continue
+    return sum(u.cpu_seconds for u in each), each
+
+
 def reset_peak(pid: int) -> bool:
     """Start VmHWM again from the current RSS (Linux >= 4.0: "5" > clear_refs), so the
     peak read after one operation belongs to that operation alone. False if not allowed,

@@ -1,18 +1,23 @@
-"""`python -m bench.run [--users N] [--quick] [--only models,bulk] [--client python|h2load]`
+"""`python -m bench.run [--users N] [--quick] [--only traffic,models,bulk] [--client ...]`
 
 Creates a fresh database (bench_<random>) on the server of SEGSVC_BENCH_DATABASE_URL
 (default postgresql://postgres@127.0.0.1:5432/postgres), seeds N users (default
-1 000 000; --quick: 100 000), 1 000 segments and 8 memberships per user, and starts segsvc
-as production would: a separate `segsvc serve` process on a real PostgreSQL. Then:
+1 000 000; --quick: 10 000 and 1 s rounds, to prove the benchmark works, not to
+measure), 1 000 segments and 8 memberships per user, and starts segsvc as production
+would: a separate `segsvc serve` on a real PostgreSQL. Then:
 
+  traffic uniform and Zipf reads, batches of 100, updates and the 95/5 mix from 64
+          callers, with start-up time and idle memory (bench.traffic)
   models  threaded segsvc vs the same handler on grpc.aio: GetUserSegments for random
           users and the empty Health/Check, 32 closed-loop callers (bench.server_models)
-  bulk    rollout, ImportUsers, ListSegmentUsers and the month report at N users, with
-          the server's peak memory per operation (bench.bulk)
+  bulk    rollout and ImportUsers beside the bare SQL, ListSegmentUsers and the month
+          report at N users, with the server's peak memory per operation (bench.bulk)
 
-Prints tables, writes bench/results/<time>.json and drops the database at the end, on
-failure and on Ctrl-C too. Figures on a shared 2-core machine drift by tens of percent
-between runs: compare rows of one run.
+The tables are prewarmed (pg_prewarm) before every measured round. Prints tables, the
+targets of issue 8 beside the figures of this run and the machine state, writes
+bench/results/<time>.json and drops the database at the end, on failure and on Ctrl-C
+too. Figures on a shared 2-core machine drift by tens of percent between runs: compare
+rows of one run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,7 +38,7 @@ from typing import Any
 
 import grpc
 
-from bench import bulk, h2load, seed, server_models
+from bench import bulk, h2load, seed, server_models, targets, traffic
 from bench.servers import SEGSVC, Server, free_port, launch
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
@@ -40,10 +46,11 @@ from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 ADMIN_URL = os.environ.get(
     "SEGSVC_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-SECRET = "bench-secret-" + "b" * 52
+# Random per run: segsvc refuses guessable secrets.
+SECRET = secrets.token_urlsafe(48)
 PASSWORD = "bench-password"  # noqa: S105 - a throwaway account in a throwaway database
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("models", "bulk")
+PARTS = ("traffic", "models", "bulk")
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -53,20 +60,34 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--users", type=int, default=None, help="default 1 000 000")
-    parser.add_argument("--quick", action="store_true", help="100 000 users, 5 s rounds")
-    parser.add_argument("--seconds", type=float, default=None, help="round length (10; quick 5)")
-    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop callers")
+    parser.add_argument("--quick", action="store_true", help="10 000 users, 1 s rounds")
+    parser.add_argument("--seconds", type=float, default=None, help="round length (10; quick 1)")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="closed-loop callers of the models part"
+    )
+    parser.add_argument(
+        "--traffic-concurrency", type=int, default=64, help="closed-loop callers of traffic"
+    )
     parser.add_argument(
         "--client-processes", type=int, default=2, help="processes of the Python load client"
     )
+    parser.add_argument(
+        "--server-processes",
+        type=int,
+        default=0,
+        help="SEGSVC_PROCESSES of the traffic part (default: the server's, the CPU count)",
+    )
     parser.add_argument("--client", choices=["python", "h2load"], default="python")
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="directory of the JSON results"
+    )
     args = parser.parse_args(argv)
     args.parts = [p for p in args.only.split(",") if p]
     if unknown := set(args.parts) - set(PARTS):
         parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
-    args.users = args.users or (100_000 if args.quick else 1_000_000)
-    args.seconds = args.seconds or (5.0 if args.quick else 10.0)
+    args.users = args.users or (10_000 if args.quick else 1_000_000)
+    args.seconds = args.seconds or (1.0 if args.quick else 10.0)
     if args.client == "h2load" and not h2load.available():
         print("h2load not found (apt-get install nghttp2-client): using the Python client")
         args.client = "python"
@@ -138,6 +159,24 @@ def _measure(args: argparse.Namespace, url: str, report: dict[str, Any]) -> None
         token = _sign_in(server.target)
     finally:
         server.stop()
+    figures: dict[str, float] = {}
+    if "traffic" in args.parts:
+        print(
+            f"\ntraffic: {args.traffic_concurrency} callers over {args.client_processes}"
+            f" client processes, 2 rounds of {args.seconds:g} s each (second reported):",
+            flush=True,
+        )
+        settings = traffic.Settings(
+            args.users,
+            args.seconds,
+            args.traffic_concurrency,
+            args.client_processes,
+            args.server_processes,
+        )
+        startup, rows = traffic.run(env, token, url, settings, logs)
+        report["startup"] = asdict(startup)
+        report["traffic"] = [asdict(r) for r in rows]
+        figures.update(traffic.figures(startup, rows))
     if "models" in args.parts:
         print(
             f"\nserver models: {args.concurrency} callers, {args.client} client,"
@@ -145,17 +184,25 @@ def _measure(args: argparse.Namespace, url: str, report: dict[str, Any]) -> None
             flush=True,
         )
         load = server_models.Load(
-            token, args.users, args.seconds, args.concurrency, args.client_processes, args.client
+            token,
+            args.users,
+            args.seconds,
+            args.concurrency,
+            args.client_processes,
+            args.client,
+            url,
         )
         report["server_models"] = [asdict(r) for r in server_models.compare(env, load, logs)]
     if "bulk" in args.parts:
         print("\nbulk paths (fresh segsvc process):", flush=True)
         server = _segsvc(env, logs, "bulk")
         try:
-            rows = bulk.run(server.target, token, server.pid, url, args.users)
+            bulk_rows = bulk.run(server.target, token, server.pid, url, args.users)
         finally:
             server.stop()
-        report["bulk"] = [asdict(r) for r in rows]
+        report["bulk"] = [asdict(r) for r in bulk_rows]
+        figures.update(bulk.ratios(bulk_rows))
+    report["figures"] = figures
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         "client": args.client,
         "client_processes": args.client_processes,
     }
+    report["load_average_start"] = os.getloadavg()
     name, url = seed.create_database(ADMIN_URL)
     print(f"database {name}", flush=True)
     try:
@@ -185,10 +233,19 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         seed.drop_database(ADMIN_URL, name)
         print(f"dropped database {name}", flush=True)
+    report["load_average_end"] = os.getloadavg()
+    print(table("Traffic (second round)", report.get("traffic", [])))
     print(table("Server models (second round)", report.get("server_models", [])))
     print(table("Bulk paths", report.get("bulk", [])))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / time.strftime("%Y%m%dT%H%M%S.json")
+    print(f"\nTargets of issue 8 ({args.users:,} users, {os.cpu_count()} CPUs):")
+    print(targets.table(report.get("figures", {})))
+    print(
+        "machine: load average (1/5/15 min) at start {:.2f} {:.2f} {:.2f},"
+        " at end {:.2f} {:.2f} {:.2f}; per-round load average and server/client cores"
+        " in the traffic table".format(*report["load_average_start"], *report["load_average_end"])
+    )
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / time.strftime("%Y%m%dT%H%M%S.json")
     out.write_text(json.dumps(report, indent=2))
     print(f"\nseed {report['seed_seconds']['total']:.1f} s; results in {out}")
 

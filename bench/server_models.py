@@ -23,14 +23,14 @@ from typing import Literal
 
 from grpc_health.v1 import health_pb2
 
-from bench import h2load
-from bench.load import Call, LoadClient, PythonClient
+from bench import h2load, prewarm
+from bench.load import LoadClient, PythonClient
 from bench.procstat import usage
 from bench.servers import SEGSVC, Server, free_port, launch
+from bench.workloads import EMPTY, GET, Workload
 from segmentation.v1 import user_service_pb2 as pb
 
-READ = "/segmentation.v1.UserService/GetUserSegments"
-EMPTY = "/grpc.health.v1.Health/Check"
+READ = GET
 # h2load repeats one body, hence one user.
 H2LOAD_USER_ID = 42
 ClientKind = Literal["python", "h2load"]
@@ -74,6 +74,7 @@ class Load:
     concurrency: int = 32
     processes: int = 2
     client: ClientKind = "python"
+    database_url: str = ""  # prewarmed before every round when set
 
 
 def variants() -> list[Variant]:
@@ -108,17 +109,21 @@ def _client(server: Server, method: str, load: Load) -> LoadClient:
         return h2load.H2loadClient(
             f"http://{server.target}{method}", body, load.token, connections=load.concurrency
         )
-    call = Call(method, max_user_id=load.users) if method == READ else Call(method)
-    return PythonClient(server.target, load.token, call, load.concurrency, load.processes)
+    return PythonClient(server.target, load.token, load.concurrency, load.processes)
 
 
 def measure(name: str, server: Server, method: str, load: Load) -> Row:
     """A warm-up round, then the measured round with the server's CPU around it."""
     client = _client(server, method, load)
+    workload = Workload("uniform" if method == READ else "empty", load.users)
     try:
-        client.round(load.seconds)
+        if load.database_url:
+            prewarm.prewarm(load.database_url)
+        client.round(load.seconds, workload)
+        if load.database_url:
+            prewarm.prewarm(load.database_url)
         before = usage(server.pid)
-        result = client.round(load.seconds)
+        result = client.round(load.seconds, workload)
         after = usage(server.pid)
     finally:
         client.close()

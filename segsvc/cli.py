@@ -1,4 +1,4 @@
-"""`segsvc serve | migrate`: the process entry points.
+"""`segsvc serve | migrate | accounts`: the process entry points.
 
 Start-up problems (a bad setting, a missing secret, a port in use, an unreachable
 database) end the process with one clear line on stderr and exit status 2 or 1, never
@@ -17,6 +17,7 @@ import psycopg
 import structlog
 from pydantic import ValidationError
 
+from segsvc import accounts_cli
 from segsvc.config import Settings
 from segsvc.observability.logs import configure_logging
 from segsvc.server import SegsvcServer, StartupError
@@ -85,12 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     migrate_cmd.add_argument(
         "--to", type=int, default=None, help="target version (default: newest; 0 = empty)"
     )
+    accounts_cli.add_parser(commands)
     args = parser.parse_args(argv)
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     try:
         if args.command == "serve":
             return serve(settings)
+        if args.command == "accounts":
+            url, _embedded = _database_url(settings)
+            return accounts_cli.run(args, settings, url)
         return migrate(settings, args.to)
     except StartupError as exc:
         print(f"segsvc: {exc}", file=sys.stderr)

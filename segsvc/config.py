@@ -60,6 +60,21 @@ class Settings(BaseSettings):
         description="HS256 signing secret (>= 32 bytes). Required unless running embedded.",
     )
     token_ttl_seconds: int = Field(default=3600, gt=0, description="Access token lifetime.")
+    open_signup: bool = Field(
+        default=False,
+        description="Let anyone sign up reader and writer accounts without a credential.",
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=10,
+        description="How long a verified API key or account is trusted without asking the "
+        "database: the bound within which revocation and removal reach every replica.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics needs 'Authorization: Bearer <this token>'.",
+    )
     report_link_ttl_seconds: int = Field(default=3600, gt=0, description="Report link lifetime.")
     pool_min_size: int = Field(default=2, ge=1, description="Database connections kept open.")
     pool_size: int = Field(default=16, ge=1, description="Maximum database connections.")
@@ -100,6 +115,18 @@ class Settings(BaseSettings):
     bcrypt_rounds: int = Field(default=12, ge=4, le=16, description="bcrypt cost factor.")
     password_workers: int = Field(
         default=2, ge=1, description="Threads that hash and check passwords (CPU-bound)."
+    )
+    cache_users: int = Field(
+        default=100_000,
+        ge=0,
+        description="Users whose current segments each process keeps in its read cache "
+        "(LRU); 0 turns the cache off.",
+    )
+    password_queue: int = Field(
+        default=2,
+        ge=0,
+        description="Password checks that may wait for a password thread; beyond "
+        "password_workers + this, SignUp/SignIn answer RESOURCE_EXHAUSTED at once.",
     )
     expiry_sweep_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often expired memberships are moved to history."

@@ -9,6 +9,7 @@ grpc.aio (which came out ahead on these machines) and why this release keeps thr
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -20,30 +21,43 @@ from grpc_reflection.v1alpha import reflection
 from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_pb2
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
-from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.api import access_rules, messages
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
 from segsvc.api.stream_watchdog import StreamWatchdog
-from segsvc.api.user_servicer import UserServicer
+from segsvc.api.user_servicer import UserServicer, add_to_server
+from segsvc.cache.listener import ChangeListener
+from segsvc.cache.read_cache import ReadCache
 from segsvc.config import Settings
+from segsvc.domain import secret_strength
 from segsvc.domain.accounts import hash_password
 from segsvc.domain.clock import Clock, system_clock
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.report_links import ReportLinkSigner
-from segsvc.domain.tokens import MIN_SECRET_BYTES, TokenService
+from segsvc.domain.tokens import TokenService
 from segsvc.health import HealthMonitor
 from segsvc.http.server import HttpEndpoints
 from segsvc.observability.metrics import Metrics
-from segsvc.service_layer.accounts import AccountService
+from segsvc.service_layer.accounts import Accounts
+from segsvc.service_layer.api_keys import ApiKeys
+from segsvc.service_layer.authentication import Authenticator
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
-from segsvc.service_layer.memberships import MembershipService
+from segsvc.service_layer.password_work import PasswordWork
+from segsvc.service_layer.reads import Reads
 from segsvc.service_layer.reports import ReportService
-from segsvc.service_layer.segments import SegmentService
+from segsvc.service_layer.segments import Segments
+from segsvc.service_layer.users import Users
 from segsvc.store import migrations
 from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.server")
 
+CONTRACT_FILES = [
+    auth_service_pb2.DESCRIPTOR,
+    user_service_pb2.DESCRIPTOR,
+    segment_service_pb2.DESCRIPTOR,
+]
 SERVICE_NAMES = [
     auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     user_service_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
@@ -73,8 +87,11 @@ def resolve_jwt_secret(settings: Settings) -> bytes:
             "SEGSVC_JWT_SECRET is required when SEGSVC_DATABASE_URL is set "
             "(only the embedded development mode generates one)"
         )
-    if len(secret) < MIN_SECRET_BYTES:
-        raise StartupError(f"SEGSVC_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    problem = secret_strength.weakness(secret.decode(errors="replace"))
+    if problem:
+        raise StartupError(
+            f"SEGSVC_JWT_SECRET {problem}: generate one with `openssl rand -base64 48`"
+        )
     return secret
 
 
@@ -96,25 +113,31 @@ class SegsvcServer:
         self.database_url = database_url
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
-        self.db = Database.from_settings(database_url, settings)
+        self.read_cache = ReadCache(settings.cache_users, self.metrics)
+        self.db = Database.from_settings(database_url, settings, self._forget_committed)
+        self.cache_listener = ChangeListener(database_url, self.read_cache, self.db.origin)
         self.metrics.watch_pool(self.db.pool)
         self.stream_watchdog = StreamWatchdog(settings.stream_idle_timeout_seconds)
-        self.password_executor = ThreadPoolExecutor(
-            settings.password_workers, thread_name_prefix="bcrypt"
-        )
+        self.password_work = PasswordWork(settings.password_workers, settings.password_queue)
         tokens = TokenService(secret, timedelta(seconds=settings.token_ttl_seconds), clock)
         signer = ReportLinkSigner(
             secret, timedelta(seconds=settings.report_link_ttl_seconds), clock
         )
-        self.accounts = AccountService(
+        self.authenticator = Authenticator(self.db, tokens, settings.auth_cache_seconds)
+        self.accounts = Accounts(
             self.db,
             tokens,
-            self.password_executor,
+            self.authenticator,
+            self.password_work,
             settings.bcrypt_rounds,
             hash_password(secrets.token_urlsafe(16), settings.bcrypt_rounds),
+            settings.open_signup,
+            clock,
         )
-        self.memberships = MembershipService(self.db, clock)
-        self.segments = SegmentService(self.db, clock)
+        self.api_keys = ApiKeys(self.db, self.authenticator, clock)
+        self.users = Users(self.db, clock)
+        self.reads = Reads(self.db, clock, self.read_cache, messages.encoded_user_segments)
+        self.segments = Segments(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
         try:
             self.http = HttpEndpoints(
@@ -142,7 +165,13 @@ class SegsvcServer:
             settings.health_check_interval_seconds,
             settings.migrations_dir,
         )
-        self.http.route(self.metrics, self.reports, signer, self.health.readiness_problem)
+        self.http.route(
+            self.metrics,
+            self.reports,
+            signer,
+            self.health.readiness_problem,
+            settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+        )
         self.sweeper = ExpirySweeper(
             self.db,
             clock,
@@ -150,14 +179,22 @@ class SegsvcServer:
             settings.expiry_sweep_interval_seconds,
             settings.expiry_sweep_batch,
         )
-        self.grpc_server = self._build_grpc(tokens)
+        try:
+            self.access = access_rules.load(CONTRACT_FILES)
+        except access_rules.MissingAccessRule as exc:
+            raise StartupError(str(exc)) from None
+        self.grpc_server = self._build_grpc()
         self.grpc_port = self._bind_grpc()
 
-    def _build_grpc(self, tokens: TokenService) -> grpc.Server:
+    def _build_grpc(self) -> grpc.Server:
         s = self.settings
         server = grpc.server(
             ThreadPoolExecutor(s.grpc_workers, thread_name_prefix="grpc"),
-            interceptors=[ServerInterceptor(tokens, self.metrics, self.stream_watchdog)],
+            interceptors=[
+                ServerInterceptor(
+                    self.authenticator, self.access, self.metrics, self.stream_watchdog
+                )
+            ],
             # Beyond this many running or queued calls, RESOURCE_EXHAUSTED at once rather
             # than an unbounded queue. Streams cannot take every thread: each needs one of
             # the SEGSVC_BULK_POOL_SIZE bulk slots, fewer than the workers (config.py).
@@ -172,8 +209,10 @@ class SegsvcServer:
                 ("grpc.max_send_message_length", s.max_message_bytes),
             ],
         )
-        auth_grpc.add_AuthServiceServicer_to_server(AuthServicer(self.accounts), server)
-        user_grpc.add_UserServiceServicer_to_server(UserServicer(self.memberships), server)
+        auth_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(self.accounts, self.api_keys), server
+        )
+        add_to_server(UserServicer(self.users, self.reads), server)
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
@@ -187,6 +226,12 @@ class SegsvcServer:
             server,
         )
         return server
+
+    def _forget_committed(self, changes: Sequence[MembershipChange]) -> None:
+        # This process's own writes, right after their commit: its next read sees them
+        # at once, without waiting for the notice to come back through the listener.
+        for change in changes:
+            self.read_cache.forget(change)
 
     def _bind_grpc(self) -> int:
         s = self.settings
@@ -217,6 +262,8 @@ class SegsvcServer:
         if applied:
             log.info("migrations_applied", versions=applied)
         self.db.open()
+        if self.settings.cache_users:
+            self.cache_listener.start()
         self.health.start()
         self.sweeper.start()
         self.stream_watchdog.start()
@@ -238,8 +285,9 @@ class SegsvcServer:
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
         self.stream_watchdog.stop()
+        self.cache_listener.stop()
         self.http.stop()
-        self.password_executor.shutdown(wait=False, cancel_futures=True)
+        self.password_work.shutdown()
         self.db.close()
         log.info("stopped")
 

@@ -25,15 +25,19 @@ from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.api.messages import role_value
 from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
+from segsvc.domain.roles import Role
 from segsvc.observability.logs import configure_logging
 from segsvc.server import SegsvcServer
+from segsvc.service_layer.accounts import create_account
 from segsvc.store.migrations import migrate
 from tests.support.clock import MovableClock
 from tests.support.names import Names
 from tests.support.servers import make_settings
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_CREDENTIALS = ("session-admin", "admin-password")
 
 
 def _reachable(url: str) -> bool:
@@ -115,9 +119,12 @@ def restore_clock(clock: MovableClock) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def server(database_url: str, clock: MovableClock) -> Iterator[SegsvcServer]:
-    """A real segsvc server, in this process, for the whole session."""
+    """A real segsvc server, in this process, for the whole session. Its database gets
+    an admin account first (as `segsvc accounts create` would make it), whatever order
+    the tests run in, since sign-up is closed once an account exists."""
     instance = SegsvcServer(make_settings(), database_url, clock=clock)
     instance.start()
+    create_account(instance.db, "Admin", *ADMIN_CREDENTIALS, Role.ADMIN, bcrypt_rounds=4)
     yield instance
     instance.stop(grace=1)
 
@@ -131,18 +138,34 @@ def channel(server: SegsvcServer) -> Iterator[grpc.Channel]:
 
 @pytest.fixture(scope="session")
 def token(channel: grpc.Channel) -> str:
-    """An access token of a fresh account."""
-    auth = auth_grpc.AuthServiceStub(channel)
-    username = f"tester-{secrets.token_hex(4)}"
-    auth.SignUp(auth_pb.SignUpRequest(name="Test", username=username, password="password-1"))
-    reply = auth.SignIn(auth_pb.SignInRequest(username=username, password="password-1"))
+    """An access token of the session's admin account (the database's first account)."""
+    username, password = ADMIN_CREDENTIALS
+    reply = auth_grpc.AuthServiceStub(channel).SignIn(
+        auth_pb.SignInRequest(username=username, password=password)
+    )
     return reply.access_token
 
 
 @pytest.fixture(scope="session")
 def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    """Call metadata carrying the session token."""
+    """Call metadata carrying the session token (an admin's: it may call every RPC)."""
     return (("authorization", f"Bearer {token}"),)
+
+
+@pytest.fixture(scope="session")
+def role_metadata(
+    channel: grpc.Channel, auth_metadata: tuple[tuple[str, str], ...]
+) -> dict[Role, tuple[tuple[str, str], ...]]:
+    """Call metadata carrying an API key of each role (created by the session admin)."""
+    auth = auth_grpc.AuthServiceStub(channel)
+    found: dict[Role, tuple[tuple[str, str], ...]] = {}
+    for role in Role:
+        reply = auth.CreateApiKey(
+            auth_pb.CreateApiKeyRequest(name=f"tests {role.label}", role=role_value(role)),
+            metadata=auth_metadata,
+        )
+        found[role] = (("authorization", f"Bearer {reply.api_key}"),)
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
 One wrapper around every handler, run on the worker thread that serves the call, so
 that each concern is applied exactly once per RPC and no servicer repeats it:
 
-- every method of `segmentation.v1` needs a valid bearer token unless it is listed in
-  PUBLIC_METHODS, so a newly added RPC is protected by default; health checking and
-  reflection live outside the package and stay public;
+- every method of `segmentation.v1` is allowed only as its access rule in the contract
+  says (api.access_rules, read once at start-up): a bearer credential (JWT or API key)
+  of at least the declared role; a method of the package without a rule is refused,
+  so a newly added RPC is closed by default; health checking and reflection live
+  outside the package and stay public;
 - exceptions become statuses through api.status_mapping, never UNKNOWN;
 - streams are watched by the stream watchdog, which cancels those whose client has
   gone quiet (api.stream_watchdog);
@@ -18,7 +20,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,14 +31,12 @@ import structlog
 from segsvc.api.call_context import CURRENT_CALL, CallInfo
 from segsvc.api.status_mapping import MappedStatus, map_exception
 from segsvc.api.stream_watchdog import StreamWatchdog
-from segsvc.domain.errors import Unauthenticated
-from segsvc.domain.tokens import TokenService
+from segsvc.domain.errors import PermissionDenied, Unauthenticated
+from segsvc.domain.roles import AccessRule
 from segsvc.observability.metrics import Metrics
+from segsvc.service_layer.authentication import Authenticator
 
 PROTECTED_PREFIX = "/segmentation.v1."
-PUBLIC_METHODS = frozenset(
-    {"/segmentation.v1.AuthService/SignUp", "/segmentation.v1.AuthService/SignIn"}
-)
 QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 REQUEST_ID_KEY = "x-request-id"
 # Generated request ids: a random per-process prefix and a counter, unique without a
@@ -67,7 +67,8 @@ else:  # grpc's runtime classes are not generic
 class ServerInterceptor(_Interceptor):
     """Wraps every RPC handler of the server; see the module docstring."""
 
-    tokens: TokenService
+    authenticator: Authenticator
+    access: Mapping[str, AccessRule]
     metrics: Metrics
     watchdog: StreamWatchdog
 
@@ -172,17 +173,24 @@ class ServerInterceptor(_Interceptor):
         return _Call(method, CallInfo(request_id), time.perf_counter())
 
     def _authenticate(self, call: _Call, context: grpc.ServicerContext) -> _Call:
-        if not call.method.startswith(PROTECTED_PREFIX) or call.method in PUBLIC_METHODS:
+        if not call.method.startswith(PROTECTED_PREFIX):
+            return call
+        rule = self.access.get(call.method)
+        if rule is None:  # unreachable while the table covers the package: fail closed
+            raise PermissionDenied(f"{call.method} declares no access rule")
+        if rule.public:
             return call
         header = ""
         for key, value in context.invocation_metadata():
             if key == "authorization" and isinstance(value, str):
                 header = value
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
-        account_id = self.tokens.verify(token.strip())
-        return _Call(call.method, CallInfo(call.info.request_id, account_id), call.started)
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if header and (scheme.lower() != "bearer" or not credential):
+            raise Unauthenticated("malformed 'authorization' metadata: use 'Bearer <credential>'")
+        principal = self.authenticator.authenticate(credential) if credential else None
+        rule.authorize(call.method, principal)
+        return _Call(call.method, CallInfo(call.info.request_id, principal), call.started)
 
     def _map(self, call: _Call, exc: Exception) -> MappedStatus:
         mapped = map_exception(exc)
@@ -208,5 +216,6 @@ class ServerInterceptor(_Interceptor):
             code=code.name,
             duration_ms=round(elapsed * 1000, 3),
             account_id=call.info.account_id,
+            key_id=call.info.principal.key_id if call.info.principal else None,
             request_id=call.info.request_id,
         )

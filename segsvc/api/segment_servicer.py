@@ -11,13 +11,13 @@ from segmentation.v1 import segment_service_pb2_grpc as pb_grpc
 from segsvc.api import messages
 from segsvc.api.call_context import current_account_id
 from segsvc.service_layer.reports import ReportService
-from segsvc.service_layer.segments import SegmentService
+from segsvc.service_layer.segments import Segments
 
 
 class SegmentServicer(pb_grpc.SegmentServiceServicer):
-    """gRPC face of SegmentService and ReportService."""
+    """gRPC face of the Segments and ReportService use cases."""
 
-    def __init__(self, segments: SegmentService, reports: ReportService) -> None:
+    def __init__(self, segments: Segments, reports: ReportService) -> None:
         self.segments = segments
         self.reports = reports
 

@@ -6,12 +6,19 @@ can read field violations without parsing text. Database trouble becomes UNAVAIL
 (retryable, and expected: no traceback), a full bulk pool RESOURCE_EXHAUSTED with
 RetryInfo, lock conflicts ABORTED, and anything unexpected INTERNAL with a request id
 to find the traceback in the logs - never UNKNOWN.
+
+Every status is bounded in size: grpc clients refuse trailing metadata over 8-16 KiB
+and report RESOURCE_EXHAUSTED instead of the real error, so a request naming 300
+unknown slugs must not produce a 150 KB trailer. Lists keep their first MAX_LISTED
+entries (fewer if they would pass DETAILS_BUDGET_BYTES), each text is clipped, and an
+ErrorInfo (reason DETAILS_TRUNCATED) says how many were left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 import psycopg
@@ -24,6 +31,14 @@ from segsvc.api.stream_watchdog import StreamCancelled
 from segsvc.domain import errors
 
 Metadata = Sequence[tuple[str, str | bytes]]
+
+MAX_LISTED = 20
+DETAILS_BUDGET_BYTES = 2048
+MAX_TEXT_BYTES = 200
+MAX_MESSAGE_BYTES = 512
+ERROR_DOMAIN = "segsvc"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,9 @@ class MappedStatus:
     def to_grpc(self, extra_metadata: Metadata = ()) -> grpc.Status:
         """The grpc.Status (with rich details in trailing metadata)."""
         proto = status_pb2.Status(
-            code=self.code.value[0], message=self.message, details=list(self.details)
+            code=self.code.value[0],
+            message=clip(self.message, MAX_MESSAGE_BYTES),
+            details=list(self.details),
         )
         status = rpc_status.to_status(proto)
         return _Status(status.code, status.details, (*status.trailing_metadata, *extra_metadata))
@@ -57,28 +74,95 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes at a character boundary, marked '...'."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "..."
+
+
+def first_listed(items: Sequence[T], size: Callable[[T], int]) -> list[T]:
+    """The leading items that fit MAX_LISTED and DETAILS_BUDGET_BYTES (at least one)."""
+    kept: list[T] = []
+    used = 0
+    for item in items[:MAX_LISTED]:
+        used += size(item)
+        if kept and used > DETAILS_BUDGET_BYTES:
+            break
+        kept.append(item)
+    return kept
+
+
+def _message(head: str, entries: Sequence[str], total: int, separator: str) -> str:
+    """`head` and as many whole entries as fit MAX_MESSAGE_BYTES, then a count of the rest."""
+    room = MAX_MESSAGE_BYTES - len(f" (and {total} more)")
+    text, shown = head, 0
+    for entry in entries:
+        longer = text + (separator if shown else "") + entry
+        if shown and len(longer.encode()) > room:
+            break
+        text, shown = longer, shown + 1
+    rest = f" (and {total - shown} more)" if shown < total else ""
+    return clip(text, room) + rest
+
+
+def _truncation(total: int, listed: int) -> tuple[any_pb2.Any, ...]:
+    """An ErrorInfo saying how many entries the details leave out (none if complete)."""
+    if listed == total:
+        return ()
+    info = error_details_pb2.ErrorInfo(
+        reason="DETAILS_TRUNCATED",
+        domain=ERROR_DOMAIN,
+        metadata={"total": str(total), "listed": str(listed)},
+    )
+    return (_pack(info),)
+
+
+def _invalid_argument(exc: errors.InvalidArgument) -> MappedStatus:
+    violations = first_listed(
+        [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=clip(v.field, MAX_TEXT_BYTES), description=clip(v.description, MAX_TEXT_BYTES)
+            )
+            for v in exc.violations[:MAX_LISTED]
+        ],
+        lambda v: v.ByteSize(),
+    )
+    entries = [f"{v.field}: {v.description}" for v in violations]
+    bad_request = error_details_pb2.BadRequest(field_violations=violations)
+    return MappedStatus(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        _message("", entries, len(exc.violations), "; "),
+        (_pack(bad_request), *_truncation(len(exc.violations), len(violations))),
+    )
+
+
+def _not_found(exc: errors.NotFound) -> MappedStatus:
+    names = first_listed(
+        [clip(name, MAX_TEXT_BYTES) for name in exc.names[:MAX_LISTED]],
+        lambda name: len(name.encode()) + 1,
+    )
+    plural = "s" if len(exc.names) > 1 else ""
+    info = error_details_pb2.ResourceInfo(resource_type=exc.resource, resource_name=",".join(names))
+    return MappedStatus(
+        grpc.StatusCode.NOT_FOUND,
+        _message(f"{exc.resource}{plural} not found: ", names, len(exc.names), ", "),
+        (_pack(info), *_truncation(len(exc.names), len(names))),
+    )
+
+
 def map_exception(exc: BaseException) -> MappedStatus:
     """Translate any exception raised while serving an RPC."""
     code = grpc.StatusCode
     match exc:
         case errors.InvalidArgument():
-            bad_request = error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in exc.violations
-                ]
-            )
-            return MappedStatus(code.INVALID_ARGUMENT, str(exc), (_pack(bad_request),))
+            return _invalid_argument(exc)
         case errors.NotFound():
-            info = error_details_pb2.ResourceInfo(
-                resource_type=exc.resource, resource_name=",".join(exc.names)
-            )
-            return MappedStatus(code.NOT_FOUND, str(exc), (_pack(info),))
+            return _not_found(exc)
         case errors.AlreadyExists():
             info = error_details_pb2.ResourceInfo(
-                resource_type=exc.resource, resource_name=exc.name
+                resource_type=exc.resource, resource_name=clip(exc.name, MAX_TEXT_BYTES)
             )
             return MappedStatus(code.ALREADY_EXISTS, str(exc), (_pack(info),))
         case errors.Unauthenticated():

@@ -16,6 +16,9 @@ USERNAME_PATTERN = re.compile(r"[a-z0-9._-]{3,64}")
 MAX_NAME = 200
 MIN_PASSWORD = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything longer; refuse rather than truncate
+# PostgreSQL text cannot hold U+0000: refuse it here rather than fail in the driver.
+NUL = "\x00"
+NUL_RULE = "must not contain NUL characters"
 
 
 def validate_sign_up(name: str, username: str, password: str) -> None:
@@ -23,6 +26,8 @@ def validate_sign_up(name: str, username: str, password: str) -> None:
     violations: list[FieldViolation] = []
     if not name.strip() or len(name) > MAX_NAME:
         violations.append(FieldViolation("name", f"must be 1-{MAX_NAME} characters"))
+    elif NUL in name:
+        violations.append(FieldViolation("name", NUL_RULE))
     if not USERNAME_PATTERN.fullmatch(username):
         violations.append(
             FieldViolation("username", "must be 3-64 characters of a-z, 0-9, '.', '_', '-'")
@@ -45,6 +50,8 @@ def validate_sign_in(username: str, password: str) -> None:
     violations: list[FieldViolation] = []
     if not username or len(username) > 64:
         violations.append(FieldViolation("username", "must be 1-64 characters"))
+    elif NUL in username:
+        violations.append(FieldViolation("username", NUL_RULE))
     if not password or len(password.encode()) > MAX_PASSWORD_BYTES:
         violations.append(FieldViolation("password", "must be 1-72 bytes"))
     if violations:
@@ -57,5 +64,9 @@ def hash_password(password: str, rounds: int) -> str:
 
 
 def check_password(password: str, password_hash: str) -> bool:
-    """Constant-time comparison of `password` with a stored bcrypt hash."""
-    return bcrypt.checkpw(password.encode(), password_hash.encode())
+    """Constant-time comparison of `password` with a stored bcrypt hash; False for a
+    stored value that is no bcrypt hash (an account disabled by a migration)."""
+    try:
+        return bcrypt.checkpw(password.encode(), password_hash.encode())
+    except ValueError:
+        return False

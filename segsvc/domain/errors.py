@@ -16,11 +16,7 @@ class FieldViolation:
     description: str
 
 
-class DomainError(Exception):
-    """Base of every error a caller can be told about."""
-
-
-class InvalidArgument(DomainError):
+class InvalidArgument(Exception):
     """The request itself is wrong; retrying it unchanged cannot succeed."""
 
     def __init__(self, violations: Iterable[FieldViolation]) -> None:
@@ -33,7 +29,7 @@ class InvalidArgument(DomainError):
         return cls([FieldViolation(field, description)])
 
 
-class NotFound(DomainError):
+class NotFound(Exception):
     """Named resources do not exist (or were deleted)."""
 
     def __init__(self, resource: str, names: Iterable[str]) -> None:
@@ -43,7 +39,7 @@ class NotFound(DomainError):
         super().__init__(f"{resource}{plural} not found: {', '.join(self.names)}")
 
 
-class AlreadyExists(DomainError):
+class AlreadyExists(Exception):
     """A resource with that name exists already."""
 
     def __init__(self, resource: str, name: str) -> None:
@@ -52,22 +48,22 @@ class AlreadyExists(DomainError):
         super().__init__(f"{resource} already exists: {name}")
 
 
-class Unauthenticated(DomainError):
+class Unauthenticated(Exception):
     """The caller did not prove who it is (no, bad or expired token; wrong password)."""
 
 
-class PermissionDenied(DomainError):
+class PermissionDenied(Exception):
     """The caller is known but may not do this."""
 
 
-class FailedPrecondition(DomainError):
-    """The system is not in a state that allows the request (e.g. schema too new)."""
+class ResourceExhausted(Exception):
+    """A bounded resource (password checking, bulk slots) is saturated; retry after
+    `retry_after_seconds`, with backoff."""
 
-
-class ResourceExhausted(DomainError):
-    """A bounded resource is in use to its limit; try again after `retry_after_seconds`."""
-
-    def __init__(self, resource: str, retry_after_seconds: int) -> None:
-        self.resource = resource
+    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
         self.retry_after_seconds = retry_after_seconds
-        super().__init__(f"too many concurrent {resource}; retry in {retry_after_seconds} s")
+        super().__init__(message)
+
+
+class FailedPrecondition(Exception):
+    """The system is not in a state that allows the request (e.g. schema too new)."""

@@ -93,11 +93,6 @@ class UpdatePlan:
     change_expiry: dict[int, datetime | None] = field(default_factory=dict)
     delete: list[int] = field(default_factory=list)
 
-    @property
-    def empty(self) -> bool:
-        """True when the request changes nothing."""
-        return not (self.insert or self.change_expiry or self.delete)
-
 
 def plan_update(
     current: Mapping[int, datetime | None],

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
 
 from segsvc.domain.clock import Clock
-from segsvc.domain.report_period import ReportPeriod
+from segsvc.domain.report_period import ReportPeriod, validate_period
+from segsvc.domain.user_ids import require_user_ids
 
 AUDIENCE = "segsvc-report"
+# Users a filtered report may name: enough for an investigation, small enough for a link.
+MAX_REPORT_USERS = 100
 
 
 class LinkExpired(Exception):
@@ -35,6 +39,13 @@ class ReportRequest:
 
     period: ReportPeriod
     user_ids: tuple[int, ...]
+
+
+def report_request(year: int, month: int, user_ids: Sequence[int], now: datetime) -> ReportRequest:
+    """A validated report request (InvalidArgument for a bad month or user filter)."""
+    period = validate_period(year, month, now)
+    require_user_ids(user_ids, MAX_REPORT_USERS)
+    return ReportRequest(period, tuple(sorted(set(user_ids))))
 
 
 @dataclass(frozen=True)

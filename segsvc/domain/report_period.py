@@ -7,11 +7,14 @@ and December rolls into the next year without special cases at the call sites.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime
 
 from segsvc.domain.errors import FieldViolation, InvalidArgument
 
 FIRST_YEAR = 2000
+# The last year a period can be computed for (its end is the next January), so that any
+# int32 a client sends is a field violation, never an overflow.
+LAST_YEAR = MAXYEAR - 1
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,8 @@ def validate_period(year: int, month: int, now: datetime) -> ReportPeriod:
     violations: list[FieldViolation] = []
     if not 1 <= month <= 12:
         violations.append(FieldViolation("month", f"must be 1-12, got {month}"))
-    if year < FIRST_YEAR:
-        violations.append(FieldViolation("year", f"must be {FIRST_YEAR} or later, got {year}"))
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        violations.append(FieldViolation("year", f"must be {FIRST_YEAR}-{LAST_YEAR}, got {year}"))
     if violations:
         raise InvalidArgument(violations)
     period = ReportPeriod(year, month)

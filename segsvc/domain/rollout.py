@@ -18,6 +18,7 @@ import math
 from segsvc.domain.errors import InvalidArgument
 
 BUCKETS = 10_000
+_DECIMALS_TOLERANCE = 1e-9
 
 
 def bucket(salt: str, user_id: int) -> int:
@@ -32,16 +33,20 @@ def is_enrolled(salt: str, basis_points: int, user_id: int) -> bool:
 
 
 def percent_to_basis_points(percent: float, field: str = "auto_percent") -> int:
-    """Validate a percentage (0 < p <= 100, two decimals) and return it in 1/100 %.
+    """Validate a percentage (0.01 <= p <= 100, two decimals) and return it in 1/100 %.
 
-    Stored as an integer so SQL and Python compare exactly the same threshold.
+    Stored as an integer so SQL and Python compare exactly the same threshold. A value
+    that rounds to 0 buckets (1e-9, a denormal) is refused, not taken as "no rollout".
     """
     if not math.isfinite(percent) or not 0 < percent <= 100:
         raise InvalidArgument.single(field, f"must be > 0 and <= 100, got {percent}")
     scaled = percent * 100
     basis_points = round(scaled)
-    if abs(scaled - basis_points) > 1e-6:
-        raise InvalidArgument.single(field, f"at most two decimals allowed, got {percent}")
+    # Products of two-decimal values and 100 are within a few ulps of an integer.
+    if basis_points < 1 or abs(scaled - basis_points) > _DECIMALS_TOLERANCE:
+        raise InvalidArgument.single(
+            field, f"at most two decimals allowed (0.01 is one bucket), got {percent}"
+        )
     return basis_points
 
 

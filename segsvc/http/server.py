@@ -19,6 +19,7 @@ expires, downloadable any number of times but by one download at a time per repl
 from __future__ import annotations
 
 import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -89,9 +90,11 @@ class HttpEndpoints:
         reports: ReportService,
         signer: ReportLinkSigner,
         readiness: Callable[[], str | None],
+        metrics_token: str | None = None,
     ) -> None:
-        """Install the application."""
-        self._app = _Routes(metrics, reports, signer, readiness)
+        """Install the application; with `metrics_token`, /metrics needs it as a bearer
+        token (metrics name methods and volumes: not for everyone on the network)."""
+        self._app = _Routes(metrics, reports, signer, readiness, metrics_token)
 
     @property
     def port(self) -> int:
@@ -161,8 +164,10 @@ class _Routes:
         reports: ReportService,
         signer: ReportLinkSigner,
         readiness: Callable[[], str | None],
+        metrics_token: str | None,
     ) -> None:
         self.metrics = metrics
+        self.expected_authorization = f"Bearer {metrics_token}".encode() if metrics_token else None
         self.reports = reports
         self.signer = signer
         self.readiness = readiness
@@ -183,6 +188,10 @@ class _Routes:
                     return _text(start_response, HTTPStatus.SERVICE_UNAVAILABLE, problem + "\n")
                 return _text(start_response, HTTPStatus.OK, "ready\n")
             if path == "/metrics":
+                if not self._metrics_allowed(environ):
+                    return _text(
+                        start_response, HTTPStatus.UNAUTHORIZED, "metrics need a bearer token\n"
+                    )
                 body = generate_latest(self.metrics.registry)
                 return _send(start_response, HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
             if path == REPORT_PATH:
@@ -192,6 +201,12 @@ class _Routes:
         finally:
             # Query strings carry report tokens: log the path only.
             log.debug("http", path=path, duration_ms=round((time.perf_counter() - started) * 1e3))
+
+    def _metrics_allowed(self, environ: dict[str, Any]) -> bool:
+        if self.expected_authorization is None:
+            return True
+        sent = str(environ.get("HTTP_AUTHORIZATION", "")).encode()
+        return hmac.compare_digest(sent, self.expected_authorization)
 
     def _report(self, token: str, start_response: StartResponse) -> Iterable[bytes]:
         try:

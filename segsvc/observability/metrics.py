@@ -45,6 +45,28 @@ class Metrics:
             "Expired memberships moved to history by this process's sweeper.",
             registry=self.registry,
         )
+        self.cache_lookups = Counter(
+            "segsvc_cache_lookups",
+            "Read-cache lookups of one user: hit, miss, or bypass (cache off or not listening).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.cache_fills_refused = Counter(
+            "segsvc_cache_fills_refused",
+            "Database reads not stored because an invalidation overtook them.",
+            registry=self.registry,
+        )
+        self.cache_invalidations = Counter(
+            "segsvc_cache_invalidations",
+            "Changes applied to the read cache: some users, or everyone.",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.cache_listening = Gauge(
+            "segsvc_cache_listening",
+            "1 while this process listens for other processes' changes (cache usable).",
+            registry=self.registry,
+        )
         self.sweep_errors = Counter(
             "segsvc_expiry_sweep_errors",
             "Sweeper runs that failed (database unreachable, ...).",

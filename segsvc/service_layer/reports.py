@@ -8,13 +8,10 @@ from datetime import datetime
 from urllib.parse import quote
 
 from segsvc.domain.clock import Clock
-from segsvc.domain.report_links import ReportLinkSigner, ReportRequest
-from segsvc.domain.report_period import validate_period
-from segsvc.domain.user_ids import require_user_ids
+from segsvc.domain.report_links import ReportLinkSigner, ReportRequest, report_request
 from segsvc.store import history
 from segsvc.store.database import Database
 
-MAX_REPORT_USERS = 100
 REPORT_PATH = "/reports/history.csv"
 
 
@@ -29,9 +26,7 @@ class ReportService:
 
     def request(self, year: int, month: int, user_ids: Sequence[int]) -> ReportRequest:
         """A validated report request (INVALID_ARGUMENT for a bad month or filter)."""
-        period = validate_period(year, month, self.clock())
-        require_user_ids(user_ids, MAX_REPORT_USERS)
-        return ReportRequest(period, tuple(sorted(set(user_ids))))
+        return report_request(year, month, user_ids, self.clock())
 
     def link(self, year: int, month: int, user_ids: Sequence[int]) -> tuple[str, datetime]:
         """A link to the report and the instant it expires."""

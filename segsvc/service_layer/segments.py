@@ -7,20 +7,19 @@ from dataclasses import dataclass, replace
 
 from segsvc.domain import page_tokens
 from segsvc.domain.clock import Clock
-from segsvc.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from segsvc.domain.errors import AlreadyExists, NotFound
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.models import Segment
 from segsvc.domain.rollout import percent_to_basis_points
-from segsvc.domain.slugs import slug_violation
-from segsvc.store import memberships, segments
+from segsvc.domain.segments import require_slug, validate_segment
+from segsvc.store import change_notices, memberships, segments
 from segsvc.store.database import Database
 
-MAX_DESCRIPTION = 1000
-MAX_SALT = 200
 MEMBER_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
-class SegmentService:
+class Segments:
     """Use cases of SegmentService (the reports live in ReportService)."""
 
     db: Database
@@ -40,7 +39,7 @@ class SegmentService:
         With `validate_only`, nothing is written and member_count says how many of
         today's users the rollout would enrol (exactly: the salt is deterministic).
         """
-        self._validate(slug, description, rollout_salt)
+        validate_segment(slug, description, rollout_salt)
         basis_points = percent_to_basis_points(auto_percent) if auto_percent is not None else None
         salt = (rollout_salt or slug) if basis_points else None
         now = self.clock()
@@ -62,25 +61,13 @@ class SegmentService:
             enrolled = (
                 segments.enroll_all_users(conn, segment, now, account_id) if basis_points else 0
             )
+            if enrolled:
+                change_notices.publish(conn, MembershipChange.all_users())
         return replace(segment, member_count=enrolled)
-
-    @staticmethod
-    def _validate(slug: str, description: str, rollout_salt: str) -> None:
-        violations = [v for v in [slug_violation("slug", slug)] if v]
-        if len(description) > MAX_DESCRIPTION:
-            violations.append(
-                FieldViolation("description", f"must be at most {MAX_DESCRIPTION} characters")
-            )
-        if len(rollout_salt) > MAX_SALT:
-            violations.append(
-                FieldViolation("rollout_salt", f"must be at most {MAX_SALT} characters")
-            )
-        if violations:
-            raise InvalidArgument(violations)
 
     def delete(self, slug: str, account_id: int | None) -> Segment:
         """Delete a live segment and end all its memberships (with history), atomically."""
-        self._require_slug(slug)
+        require_slug(slug)
         now = self.clock()
         # Ending every membership grows with the segment: the bulk time limit applies.
         with self.db.transaction(self.db.bulk_limits.statement_timeout) as conn:
@@ -89,11 +76,12 @@ class SegmentService:
                 raise NotFound("segment", [slug])
             segments.mark_deleted(conn, segment.id, now)
             ended = memberships.remove_all_in_segment(conn, segment.id, now, account_id)
+            change_notices.publish(conn, MembershipChange.all_users())
         return replace(segment, member_count=ended)
 
     def get(self, slug: str) -> Segment:
         """A live segment with its number of active members."""
-        self._require_slug(slug)
+        require_slug(slug)
         with self.db.connection() as conn:
             segment = segments.get_live(conn, slug)
             if segment is None:
@@ -114,15 +102,10 @@ class SegmentService:
 
     def stream_members(self, slug: str) -> Iterator[list[int]]:
         """Chunks of the segment's active member ids, ascending."""
-        self._require_slug(slug)
+        require_slug(slug)
         now = self.clock()
         with self.db.bulk_transaction() as conn:
             segment = segments.get_live(conn, slug)
             if segment is None:
                 raise NotFound("segment", [slug])
             yield from memberships.stream_members(conn, segment.id, now, MEMBER_CHUNK)
-
-    @staticmethod
-    def _require_slug(slug: str) -> None:
-        if violation := slug_violation("slug", slug):
-            raise InvalidArgument([violation])

@@ -21,14 +21,21 @@ every use fails at once with `DatabaseUnavailable` instead of waiting out the po
 timeout: callers learn in milliseconds, and nothing piles up.
 
 Connections are in autocommit mode so that single-statement reads cost one round trip;
-anything that writes runs inside `transaction()`. Every session uses UTC.
+anything that writes runs inside a transaction. Every session uses UTC.
+
+A transaction (hot or bulk) also collects the membership changes its statements announce
+(store.change_notices.publish) and, once it has committed, hands them to `on_commit`:
+that is how the writing process's own read cache forgets a change before the write
+returns to its caller, whichever store function made it.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import psycopg
@@ -37,8 +44,31 @@ from psycopg_pool import ConnectionPool
 
 from segsvc.config import Settings
 from segsvc.domain.errors import ResourceExhausted
+from segsvc.domain.membership_change import MembershipChange
 
 Connection = psycopg.Connection[TupleRow]
+CommitObserver = Callable[[Sequence[MembershipChange]], None]
+
+
+@dataclass(frozen=True)
+class _Announcements:
+    origin: str
+    changes: list[MembershipChange]
+
+
+# What the transaction running on this thread announced (None outside one).
+_announcing: ContextVar[_Announcements | None] = ContextVar("announcing", default=None)
+
+
+def record_change(change: MembershipChange) -> str:
+    """Remember `change` for the enclosing Database.transaction() to report on commit;
+    return that Database's origin tag ("" outside a transaction of a Database)."""
+    announcing = _announcing.get()
+    if announcing is None:
+        return ""
+    announcing.changes.append(change)
+    return announcing.origin
+
 
 # How long a refused bulk caller should wait before trying again (Retry-After).
 BULK_RETRY_AFTER_SECONDS = 1
@@ -101,8 +131,13 @@ class Database:
         bulk_size: int,
         hot_limits: SessionLimits,
         bulk_limits: SessionLimits,
+        on_commit: CommitObserver | None = None,
     ) -> None:
         self.conninfo = conninfo
+        self.on_commit = on_commit
+        # Tags this Database's announcements, so its own process can skip the echo of
+        # changes `on_commit` has already applied.
+        self.origin = secrets.token_hex(6)
         self.hot_limits = hot_limits
         self.bulk_limits = bulk_limits
         self.pool = _pool(conninfo, "segsvc", min_size, max_size, timeout, hot_limits)
@@ -113,7 +148,9 @@ class Database:
         self._probe_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, conninfo: str, settings: Settings) -> Database:
+    def from_settings(
+        cls, conninfo: str, settings: Settings, on_commit: CommitObserver | None = None
+    ) -> Database:
         """The pools and limits `settings` asks for."""
         idle = settings.idle_in_transaction_timeout_seconds
         return cls(
@@ -124,6 +161,7 @@ class Database:
             bulk_size=settings.bulk_pool_size,
             hot_limits=SessionLimits(settings.statement_timeout_seconds, idle),
             bulk_limits=SessionLimits(settings.bulk_statement_timeout_seconds, idle),
+            on_commit=on_commit,
         )
 
     def open(self, wait_seconds: float = 10.0) -> None:
@@ -154,7 +192,7 @@ class Database:
         error. `statement_timeout` raises the limit for this transaction only, for the
         few writes whose size grows with the data (a rollout over every user)."""
         self._require_available()
-        with self.pool.connection() as conn, conn.transaction():
+        with self._announced(), self.pool.connection() as conn, conn.transaction():
             if statement_timeout is not None:
                 conn.execute(
                     "SELECT set_config('statement_timeout', %s, true)",
@@ -176,13 +214,31 @@ class Database:
         self._require_available()
         if not self._bulk_slots.acquire(blocking=False):
             raise ResourceExhausted(
-                "streams and bulk operations", retry_after_seconds=BULK_RETRY_AFTER_SECONDS
+                "too many streams and bulk operations in progress; "
+                f"retry in {BULK_RETRY_AFTER_SECONDS} s",
+                retry_after_seconds=BULK_RETRY_AFTER_SECONDS,
             )
         try:
-            with self.bulk_pool.connection() as conn, conn.transaction():
+            with self._announced(), self.bulk_pool.connection() as conn, conn.transaction():
                 yield conn
         finally:
             self._bulk_slots.release()
+
+    @contextmanager
+    def _announced(self) -> Iterator[None]:
+        """Collect the changes announced inside the block; after it ends without error
+        (the transaction committed), hand them to `on_commit`."""
+        announcing = _Announcements(self.origin, [])
+        # set/restore rather than a reset token: a streaming RPC's generator may be
+        # closed from another context, where a token would not be accepted.
+        outer = _announcing.get()
+        _announcing.set(announcing)
+        try:
+            yield
+        finally:
+            _announcing.set(outer)
+        if announcing.changes and self.on_commit is not None:
+            self.on_commit(announcing.changes)
 
     @contextmanager
     def probe(self) -> Iterator[Connection]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any
+
+from psycopg.rows import kwargs_row
 
 from segsvc.domain.models import ActiveSegment, Reason
 from segsvc.store.database import Connection
@@ -28,11 +31,45 @@ WHERE m.user_id = ANY(%s) AND (m.expires_at IS NULL OR m.expires_at > %s)
 ORDER BY m.user_id, s.slug
 """
 
+SWEEP_EXPIRED = """
+WITH due AS (
+    SELECT user_id, segment_id FROM memberships
+    WHERE expires_at <= %(now)s
+    ORDER BY expires_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+),
+gone AS (
+    DELETE FROM memberships m USING due
+    WHERE m.user_id = due.user_id AND m.segment_id = due.segment_id
+    RETURNING m.user_id, m.segment_id, m.expires_at
+)
+INSERT INTO membership_history
+    (user_id, segment_id, slug, operation, reason, at, account_id)
+SELECT g.user_id, g.segment_id, s.slug, 'remove', 'expired', g.expires_at, NULL
+FROM gone g JOIN segments s ON s.id = g.segment_id
+"""
+
+MEMBER_COUNT = """
+SELECT count(*) FROM memberships
+WHERE segment_id = %s AND (expires_at IS NULL OR expires_at > %s)
+"""
+
+
+def _active_segment(
+    *, slug: str, added_at: datetime, expires_at: datetime | None, reason: str
+) -> ActiveSegment:
+    return ActiveSegment(slug, added_at, expires_at, Reason(reason))
+
+
+def _user_and_segment(*, user_id: int, **segment: Any) -> tuple[int, ActiveSegment]:
+    return user_id, _active_segment(**segment)
+
 
 def active_for_user(conn: Connection, user_id: int, now: datetime) -> list[ActiveSegment]:
     """The hot read: the user's active segments sorted by slug (one index range scan)."""
-    rows = conn.execute(ACTIVE_FOR_USER, (user_id, now)).fetchall()
-    return [ActiveSegment(r[0], r[1], r[2], Reason(r[3])) for r in rows]
+    cur = conn.cursor(row_factory=kwargs_row(_active_segment))
+    return cur.execute(ACTIVE_FOR_USER, (user_id, now)).fetchall()
 
 
 def active_for_users(
@@ -40,8 +77,9 @@ def active_for_users(
 ) -> dict[int, list[ActiveSegment]]:
     """Active segments of many users in one query; users without any are absent."""
     result: dict[int, list[ActiveSegment]] = {}
-    for r in conn.execute(ACTIVE_FOR_USERS, (list(user_ids), now)):
-        result.setdefault(r[0], []).append(ActiveSegment(r[1], r[2], r[3], Reason(r[4])))
+    cur = conn.cursor(row_factory=kwargs_row(_user_and_segment))
+    for user_id, segment in cur.execute(ACTIVE_FOR_USERS, (list(user_ids), now)):
+        result.setdefault(user_id, []).append(segment)
     return result
 
 
@@ -208,37 +246,13 @@ def sweep_expired(conn: Connection, now: datetime, batch: int) -> int:
     SKIP LOCKED lets concurrent sweepers (and user updates purging the same rows) each
     take different rows; a row is deleted, and its removal recorded, exactly once.
     """
-    cur = conn.execute(
-        """
-        WITH due AS (
-            SELECT user_id, segment_id FROM memberships
-            WHERE expires_at <= %(now)s
-            ORDER BY expires_at
-            LIMIT %(batch)s
-            FOR UPDATE SKIP LOCKED
-        ),
-        gone AS (
-            DELETE FROM memberships m USING due
-            WHERE m.user_id = due.user_id AND m.segment_id = due.segment_id
-            RETURNING m.user_id, m.segment_id, m.expires_at
-        )
-        INSERT INTO membership_history
-            (user_id, segment_id, slug, operation, reason, at, account_id)
-        SELECT g.user_id, g.segment_id, s.slug, 'remove', 'expired', g.expires_at, NULL
-        FROM gone g JOIN segments s ON s.id = g.segment_id
-        """,
-        {"now": now, "batch": batch},
-    )
+    cur = conn.execute(SWEEP_EXPIRED, {"now": now, "batch": batch})
     return cur.rowcount
 
 
 def member_count(conn: Connection, segment_id: int, now: datetime) -> int:
     """Active members of a segment (index-only scan on memberships_segment_idx)."""
-    row = conn.execute(
-        "SELECT count(*) FROM memberships"
-        " WHERE segment_id = %s AND (expires_at IS NULL OR expires_at > %s)",
-        (segment_id, now),
-    ).fetchone()
+    row = conn.execute(MEMBER_COUNT, (segment_id, now)).fetchone()
     assert row is not None
     return int(row[0])
 

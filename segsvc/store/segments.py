@@ -8,24 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import LiteralString
 
 import psycopg.errors
+from psycopg import sql
+from psycopg.rows import class_row
 
 from segsvc.domain.errors import AlreadyExists
 from segsvc.domain.models import Segment
 from segsvc.store.database import Connection
 
+# The one list of a segment's columns, named as the Segment fields they fill.
+SEGMENT_COLUMNS = sql.SQL(
+    "id, slug, description, rollout_bp AS rollout_basis_points, rollout_salt, created_at"
+)
+_SEGMENT_ROW = class_row(Segment)
 
-def _segment(row: tuple[object, ...], member_count: int | None = None) -> Segment:
-    return Segment(
-        id=int(row[0]),  # type: ignore[call-overload]
-        slug=str(row[1]),
-        description=str(row[2]),
-        rollout_basis_points=row[3],  # type: ignore[arg-type]
-        rollout_salt=row[4],  # type: ignore[arg-type]
-        created_at=row[5],  # type: ignore[arg-type]
-        member_count=member_count,
-    )
+
+def _with_columns(query: LiteralString) -> sql.Composed:
+    return sql.SQL(query).format(columns=SEGMENT_COLUMNS)
 
 
 def create(
@@ -39,17 +40,22 @@ def create(
 ) -> Segment:
     """Insert a live segment; AlreadyExists when a live one has the slug."""
     try:
-        row = conn.execute(
-            "INSERT INTO segments"
-            " (slug, description, rollout_bp, rollout_salt, created_at, created_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
-            " RETURNING id, slug, description, rollout_bp, rollout_salt, created_at",
-            (slug, description, rollout_bp, rollout_salt, now, account_id),
-        ).fetchone()
+        row = (
+            conn.cursor(row_factory=_SEGMENT_ROW)
+            .execute(
+                _with_columns(
+                    "INSERT INTO segments"
+                    " (slug, description, rollout_bp, rollout_salt, created_at, created_by)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) RETURNING {columns}"
+                ),
+                (slug, description, rollout_bp, rollout_salt, now, account_id),
+            )
+            .fetchone()
+        )
     except psycopg.errors.UniqueViolation:
         raise AlreadyExists("segment", slug) from None
     assert row is not None
-    return _segment(row)
+    return row
 
 
 def freeze_registrations(conn: Connection) -> None:
@@ -103,12 +109,11 @@ def count_rollout(conn: Connection, salt: str, basis_points: int) -> int:
 
 def get_live(conn: Connection, slug: str) -> Segment | None:
     """The live segment with this slug, or None."""
-    row = conn.execute(
-        "SELECT id, slug, description, rollout_bp, rollout_salt, created_at"
-        " FROM segments WHERE slug = %s AND deleted_at IS NULL",
+    cur = conn.cursor(row_factory=_SEGMENT_ROW)
+    return cur.execute(
+        _with_columns("SELECT {columns} FROM segments WHERE slug = %s AND deleted_at IS NULL"),
         (slug,),
     ).fetchone()
-    return _segment(row) if row else None
 
 
 def lock_live(conn: Connection, slugs: Sequence[str]) -> dict[str, int]:
@@ -129,12 +134,13 @@ def lock_live(conn: Connection, slugs: Sequence[str]) -> dict[str, int]:
 
 def lock_for_delete(conn: Connection, slug: str) -> Segment | None:
     """The live segment with this slug, locked against concurrent membership writes."""
-    row = conn.execute(
-        "SELECT id, slug, description, rollout_bp, rollout_salt, created_at"
-        " FROM segments WHERE slug = %s AND deleted_at IS NULL FOR UPDATE",
+    cur = conn.cursor(row_factory=_SEGMENT_ROW)
+    return cur.execute(
+        _with_columns(
+            "SELECT {columns} FROM segments WHERE slug = %s AND deleted_at IS NULL FOR UPDATE"
+        ),
         (slug,),
     ).fetchone()
-    return _segment(row) if row else None
 
 
 def mark_deleted(conn: Connection, segment_id: int, now: datetime) -> None:
@@ -144,9 +150,11 @@ def mark_deleted(conn: Connection, segment_id: int, now: datetime) -> None:
 
 def list_live(conn: Connection, after_slug: str, limit: int) -> list[Segment]:
     """Live segments with slug > after_slug, ascending (keyset pagination)."""
-    rows = conn.execute(
-        "SELECT id, slug, description, rollout_bp, rollout_salt, created_at"
-        " FROM segments WHERE deleted_at IS NULL AND slug > %s ORDER BY slug LIMIT %s",
+    cur = conn.cursor(row_factory=_SEGMENT_ROW)
+    return cur.execute(
+        _with_columns(
+            "SELECT {columns} FROM segments"
+            " WHERE deleted_at IS NULL AND slug > %s ORDER BY slug LIMIT %s"
+        ),
         (after_slug, limit),
     ).fetchall()
-    return [_segment(r) for r in rows]

@@ -11,15 +11,17 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import jwt
 import pytest
-from google.protobuf import descriptor, message_factory
+from google.protobuf import descriptor
 
+from segmentation.v1 import auth_options_pb2, segment_service_pb2, user_service_pb2
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
-from segmentation.v1 import segment_service_pb2, user_service_pb2
-from segsvc.api.interceptors import PUBLIC_METHODS
+from segsvc.api.access_rules import rule_of
+from tests.support.contract import call_any
 from tests.support.names import Names
 from tests.support.servers import JWT_SECRET
 
+Metadata = tuple[tuple[str, str], ...]
 SERVICES = [
     auth_pb.DESCRIPTOR.services_by_name["AuthService"],
     user_service_pb2.DESCRIPTOR.services_by_name["UserService"],
@@ -28,28 +30,19 @@ SERVICES = [
 
 
 def protected_methods() -> Iterator[descriptor.MethodDescriptor]:
+    """RPCs that need a credential (SignUp without one is decided by SignUp itself)."""
     for service in SERVICES:
         for method in service.methods:
-            if f"/{service.full_name}/{method.name}" not in PUBLIC_METHODS:
+            rule = rule_of(method)
+            if not (rule.public or rule.anonymous_allowed):
                 yield method
 
 
-def call_any(channel: grpc.Channel, method: descriptor.MethodDescriptor, token: str | None) -> None:
-    """Invoke `method` with an empty request, whatever its streaming shape."""
-    path = f"/{method.containing_service.full_name}/{method.name}"
-    request_cls = message_factory.GetMessageClass(method.input_type)
-    response_cls = message_factory.GetMessageClass(method.output_type)
-    encode, decode = request_cls.SerializeToString, response_cls.FromString
+def call_with_token(
+    channel: grpc.Channel, method: descriptor.MethodDescriptor, token: str | None
+) -> None:
     metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
-    request = request_cls()
-    if method.client_streaming and method.server_streaming:
-        list(channel.stream_stream(path, encode, decode)(iter([request]), metadata=metadata))
-    elif method.client_streaming:
-        channel.stream_unary(path, encode, decode)(iter([request]), metadata=metadata)
-    elif method.server_streaming:
-        list(channel.unary_stream(path, encode, decode)(request, metadata=metadata))
-    else:
-        channel.unary_unary(path, encode, decode)(request, metadata=metadata)
+    call_any(channel, method, metadata)
 
 
 def forged_tokens() -> dict[str, str]:
@@ -84,7 +77,7 @@ def forged_tokens() -> dict[str, str]:
 
 def test_there_are_protected_methods_in_every_data_service() -> None:
     names = {m.containing_service.name for m in protected_methods()}
-    assert names == {"UserService", "SegmentService"}
+    assert names == {"AuthService", "UserService", "SegmentService"}
 
 
 @pytest.mark.parametrize("method", list(protected_methods()), ids=lambda m: m.name)
@@ -93,26 +86,28 @@ def test_every_protected_rpc_requires_a_valid_token(
 ) -> None:
     for label, token in [("missing", None), *forged_tokens().items()]:
         with pytest.raises(grpc.RpcError) as err:
-            call_any(channel, method, token)
+            call_with_token(channel, method, token)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, label
 
 
 def test_a_valid_token_passes_the_interceptor(channel: grpc.Channel, token: str) -> None:
     get = next(m for m in protected_methods() if m.name == "GetUserSegments")
     with pytest.raises(grpc.RpcError) as err:
-        call_any(channel, get, token)  # empty request: user_id 0
+        call_with_token(channel, get, token)  # empty request: user_id 0
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_sign_up_sign_in_and_errors(channel: grpc.Channel, names: Names) -> None:
+def test_sign_up_sign_in_and_errors(
+    channel: grpc.Channel, names: Names, auth_metadata: Metadata
+) -> None:
     auth = auth_grpc.AuthServiceStub(channel)
     username = f"ann-{names.tag.lower()}"
-    first = auth.SignUp(
-        auth_pb.SignUpRequest(name="Ann", username=username, password="long-password")
-    )
+    request = auth_pb.SignUpRequest(name="Ann", username=username, password="long-password")
+    first = auth.SignUp(request, metadata=auth_metadata)
     assert first.account_id > 0
+    assert first.role == auth_options_pb2.ROLE_READER  # the default
     with pytest.raises(grpc.RpcError) as err:
-        auth.SignUp(auth_pb.SignUpRequest(name="Ann", username=username, password="long-password"))
+        auth.SignUp(request, metadata=auth_metadata)
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     reply = auth.SignIn(auth_pb.SignInRequest(username=username, password="long-password"))
     claims = jwt.decode(reply.access_token, JWT_SECRET, algorithms=["HS256"], issuer="segsvc")
@@ -161,13 +156,16 @@ def test_sign_in_rejects_empty_fields(channel: grpc.Channel) -> None:
     assert "password" in (err.value.details() or "")
 
 
-def test_password_is_stored_as_bcrypt(channel: grpc.Channel, names: Names, db: object) -> None:
+def test_password_is_stored_as_bcrypt(
+    channel: grpc.Channel, names: Names, db: object, auth_metadata: Metadata
+) -> None:
     import psycopg
 
     assert isinstance(db, psycopg.Connection)
     username = f"hash-{names.tag.lower()}"
     auth_grpc.AuthServiceStub(channel).SignUp(
-        auth_pb.SignUpRequest(name="H", username=username, password="plain-text-pw")
+        auth_pb.SignUpRequest(name="H", username=username, password="plain-text-pw"),
+        metadata=auth_metadata,
     )
     row = db.execute(
         "SELECT password_hash FROM accounts WHERE username = %s", (username,)

@@ -20,7 +20,9 @@ from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.config import DEFAULT_MIGRATIONS_DIR as MIGRATIONS
+from segsvc.domain.roles import Role
 from segsvc.server import SegsvcServer
+from segsvc.service_layer.accounts import create_account
 from segsvc.store.migrations import migrate
 from tests.support.servers import JWT_SECRET, child_env, make_settings, start_process
 
@@ -103,6 +105,7 @@ def test_json_log_line_per_call_without_secrets(database_url: str) -> None:
             SEGSVC_GRPC_ADDR="127.0.0.1:0",
             SEGSVC_HTTP_ADDR="127.0.0.1:0",
             SEGSVC_BCRYPT_ROUNDS="4",
+            SEGSVC_OPEN_SIGNUP="true",
         )
     )
 
@@ -161,7 +164,8 @@ def test_health_follows_the_database() -> None:
                     request = health_pb2.HealthCheckRequest(service=service)
                     return int(health.Check(request, timeout=5).status)
 
-                token, _ = server.accounts.tokens.issue(1)
+                reader = create_account(server.db, "Ops", "ops", "password-1", Role.READER, 4)
+                token, _ = server.accounts.tokens.issue(reader)
                 md = (("authorization", f"Bearer {token}"),)
                 stub = user_grpc.UserServiceStub(ch)
                 serving = health_pb2.HealthCheckResponse.SERVING

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from segmentation.v1 import auth_options_pb2
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import user_service_pb2 as pb
@@ -60,13 +61,21 @@ def test_sigterm_lets_started_calls_finish(database_url: str) -> None:
         SEGSVC_HTTP_ADDR="127.0.0.1:0",
         SEGSVC_SHUTDOWN_GRACE="5",
         SEGSVC_BCRYPT_ROUNDS="4",
+        SEGSVC_OPEN_SIGNUP="true",
     )
     server = start_process(env)
 
     target = f"127.0.0.1:{server.grpc_port}"
     with grpc.insecure_channel(target) as ch:
         auth = auth_grpc.AuthServiceStub(ch)
-        auth.SignUp(auth_pb.SignUpRequest(name="T", username="sigterm", password="password-1"))
+        auth.SignUp(
+            auth_pb.SignUpRequest(
+                name="T",
+                username="sigterm",
+                password="password-1",
+                role=auth_options_pb2.ROLE_WRITER,
+            )
+        )
         token = auth.SignIn(
             auth_pb.SignInRequest(username="sigterm", password="password-1")
         ).access_token

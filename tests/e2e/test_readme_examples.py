@@ -26,7 +26,7 @@ from tests.support.servers import make_settings
 README = Path(__file__).resolve().parents[2] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-VARYING_KEYS = {"access_token", "url", "chunk"}
+VARYING_KEYS = {"access_token", "url", "chunk", "api_key", "prefix"}
 MARKER = "@@README-BLOCK@@"
 
 
@@ -99,6 +99,9 @@ def test_readme_has_examples_for_every_rpc() -> None:
     for rpc in (
         "AuthService/SignUp",
         "AuthService/SignIn",
+        "AuthService/CreateApiKey",
+        "AuthService/ListApiKeys",
+        "AuthService/RevokeApiKey",
         "UserService/CreateUser",
         "UserService/ImportUsers",
         "UserService/UpdateUserSegments",

@@ -59,6 +59,18 @@ def test_description_limit(
     assert "description" in (err.value.details() or "")
 
 
+@pytest.mark.parametrize("field", ["description", "rollout_salt"])
+def test_nul_in_text_fields_is_invalid_argument_not_internal(
+    segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata, names: Names, field: str
+) -> None:
+    request = pb.CreateSegmentRequest(slug=names.slug(), auto_percent=50)
+    setattr(request, field, "a\x00b")
+    with pytest.raises(grpc.RpcError) as err:
+        segments.CreateSegment(request, metadata=auth_metadata)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (err.value.details() or "")
+
+
 def test_missing_segment_is_not_found_everywhere(
     segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata, names: Names
 ) -> None:

@@ -82,7 +82,7 @@ def test_noops_write_no_history(
     assert history_rows(db, uid) == [(kept, "add", "manual")]
     author = db.execute(
         "SELECT h.account_id = a.id FROM membership_history h, accounts a"
-        " WHERE h.user_id = %s AND a.username LIKE 'tester-%%'",
+        " WHERE h.user_id = %s AND a.username = 'session-admin'",
         (uid,),
     ).fetchone()
     assert author is not None

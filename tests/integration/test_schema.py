@@ -11,7 +11,7 @@ import psycopg.errors
 import pytest
 
 from segsvc.domain.rollout import bucket
-from segsvc.store import memberships
+from segsvc.store import history, memberships
 
 
 def test_sql_and_python_buckets_agree(db: psycopg.Connection[Any]) -> None:
@@ -70,7 +70,10 @@ def test_one_live_segment_per_slug_and_one_membership_per_pair(db: psycopg.Conne
             db.execute(insert, (seg[0],))
 
 
-def plan(db: psycopg.Connection[Any], query: str, params: tuple[object, ...]) -> str:
+Params = Any
+
+
+def plan(db: psycopg.Connection[Any], query: str, params: Params) -> str:
     with db.transaction(force_rollback=True):
         db.execute("SET LOCAL enable_seqscan = off")
         rows = db.execute(f"EXPLAIN {query}", params).fetchall()
@@ -84,19 +87,12 @@ def test_read_path_queries_use_indexes(db: psycopg.Connection[Any]) -> None:
     cases = {
         "active_for_user": (memberships.ACTIVE_FOR_USER, (1, now)),
         "active_for_users": (memberships.ACTIVE_FOR_USERS, ([1, 2], now)),
-        "member_count": (
-            "SELECT count(*) FROM memberships WHERE segment_id = %s"
-            " AND (expires_at IS NULL OR expires_at > %s)",
-            (1, now),
-        ),
-        "expiry sweep": ("SELECT 1 FROM memberships WHERE expires_at <= %s", (now,)),
-        "history as-of": (
-            "SELECT * FROM membership_history WHERE user_id = %s AND at <= %s",
-            (1, now),
-        ),
+        "member_count": (memberships.MEMBER_COUNT, (1, now)),
+        "expiry sweep": (memberships.SWEEP_EXPIRED, {"now": now, "batch": 100}),
+        "history as-of": (history.EVENTS_FOR_USER, (1, now)),
         "history month": (
-            "SELECT * FROM membership_history WHERE at >= %s AND at < %s",
-            (now, now),
+            history.REPORT_EVENTS,
+            {"start": now, "end": now, "now": now, "all_users": True, "user_ids": []},
         ),
     }
     for name, (query, params) in cases.items():

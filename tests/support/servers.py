@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from typing import IO, Any
 
 from segsvc.config import Settings
 
-JWT_SECRET = "test-secret-" + "x" * 60
+# Random per test run: the server refuses guessable secrets.
+JWT_SECRET = secrets.token_urlsafe(48)
 SEGSVC = str(Path(sys.executable).parent / "segsvc")
 
 

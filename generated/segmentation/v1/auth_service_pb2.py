@@ -23,23 +23,54 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from segmentation.v1 import auth_options_pb2 as segmentation_dot_v1_dot_auth__options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"segmentation/v1/auth_service.proto\x12\x0fsegmentation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n\rSignUpRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\"$\n\x0eSignUpResponse\x12\x12\n\naccount_id\x18\x01 \x01(\x03\"3\n\rSignInRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"V\n\x0eSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa3\x01\n\x0b\x41uthService\x12I\n\x06SignUp\x12\x1e.segmentation.v1.SignUpRequest\x1a\x1f.segmentation.v1.SignUpResponse\x12I\n\x06SignIn\x12\x1e.segmentation.v1.SignInRequest\x1a\x1f.segmentation.v1.SignInResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"segmentation/v1/auth_service.proto\x12\x0fsegmentation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"segmentation/v1/auth_options.proto\"f\n\rSignUpRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.segmentation.v1.Role\"I\n\x0eSignUpResponse\x12\x12\n\naccount_id\x18\x01 \x01(\x03\x12#\n\x04role\x18\x02 \x01(\x0e\x32\x15.segmentation.v1.Role\"3\n\rSignInRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"V\n\x0eSignInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x14\x44\x65leteAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\x03\"\x17\n\x15\x44\x65leteAccountResponse\"H\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04role\x18\x02 \x01(\x0e\x32\x15.segmentation.v1.Role\"7\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\xd1\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12#\n\x04role\x18\x03 \x01(\x0e\x32\x15.segmentation.v1.Role\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListApiKeysRequest\"@\n\x13ListApiKeysResponse\x12)\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x17.segmentation.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x03\"@\n\x14RevokeApiKeyResponse\x12(\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x17.segmentation.v1.ApiKey2\xc9\x04\n\x0b\x41uthService\x12S\n\x06SignUp\x12\x1e.segmentation.v1.SignUpRequest\x1a\x1f.segmentation.v1.SignUpResponse\"\x08\x8a\xb5\x18\x04\x08\x03\x18\x01\x12Q\n\x06SignIn\x12\x1e.segmentation.v1.SignInRequest\x1a\x1f.segmentation.v1.SignInResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\x66\n\rDeleteAccount\x12%.segmentation.v1.DeleteAccountRequest\x1a&.segmentation.v1.DeleteAccountResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x12\x63\n\x0c\x43reateApiKey\x12$.segmentation.v1.CreateApiKeyRequest\x1a%.segmentation.v1.CreateApiKeyResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x12`\n\x0bListApiKeys\x12#.segmentation.v1.ListApiKeysRequest\x1a$.segmentation.v1.ListApiKeysResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x12\x63\n\x0cRevokeApiKey\x12$.segmentation.v1.RevokeApiKeyRequest\x1a%.segmentation.v1.RevokeApiKeyResponse\"\x06\x8a\xb5\x18\x02\x08\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'segmentation.v1.auth_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNUPREQUEST']._serialized_start=88
-  _globals['_SIGNUPREQUEST']._serialized_end=153
-  _globals['_SIGNUPRESPONSE']._serialized_start=155
-  _globals['_SIGNUPRESPONSE']._serialized_end=191
-  _globals['_SIGNINREQUEST']._serialized_start=193
-  _globals['_SIGNINREQUEST']._serialized_end=244
-  _globals['_SIGNINRESPONSE']._serialized_start=246
-  _globals['_SIGNINRESPONSE']._serialized_end=332
-  _globals['_AUTHSERVICE']._serialized_start=335
-  _globals['_AUTHSERVICE']._serialized_end=498
+  _globals['_AUTHSERVICE'].methods_by_name['SignUp']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['SignUp']._serialized_options = b'\212\265\030\004\010\003\030\001'
+  _globals['_AUTHSERVICE'].methods_by_name['SignIn']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['SignIn']._serialized_options = b'\212\265\030\002\020\001'
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteAccount']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteAccount']._serialized_options = b'\212\265\030\002\010\003'
+  _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\212\265\030\002\010\003'
+  _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\212\265\030\002\010\003'
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\212\265\030\002\010\003'
+  _globals['_SIGNUPREQUEST']._serialized_start=124
+  _globals['_SIGNUPREQUEST']._serialized_end=226
+  _globals['_SIGNUPRESPONSE']._serialized_start=228
+  _globals['_SIGNUPRESPONSE']._serialized_end=301
+  _globals['_SIGNINREQUEST']._serialized_start=303
+  _globals['_SIGNINREQUEST']._serialized_end=354
+  _globals['_SIGNINRESPONSE']._serialized_start=356
+  _globals['_SIGNINRESPONSE']._serialized_end=442
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=444
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=486
+  _globals['_DELETEACCOUNTRESPONSE']._serialized_start=488
+  _globals['_DELETEACCOUNTRESPONSE']._serialized_end=511
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=513
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=585
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=587
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=642
+  _globals['_APIKEY']._serialized_start=645
+  _globals['_APIKEY']._serialized_end=854
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=856
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=876
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=878
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=942
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=944
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=981
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=983
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1047
+  _globals['_AUTHSERVICE']._serialized_start=1050
+  _globals['_AUTHSERVICE']._serialized_end=1635
 # @@protoc_insertion_point(module_scope)

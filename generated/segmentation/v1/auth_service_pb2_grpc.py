@@ -26,9 +26,10 @@ if _version_not_supported:
 
 
 class AuthServiceStub:
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     def __init__(self, channel):
@@ -47,16 +48,40 @@ class AuthServiceStub:
                 request_serializer=segmentation_dot_v1_dot_auth__service__pb2.SignInRequest.SerializeToString,
                 response_deserializer=segmentation_dot_v1_dot_auth__service__pb2.SignInResponse.FromString,
                 _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/segmentation.v1.AuthService/DeleteAccount',
+                request_serializer=segmentation_dot_v1_dot_auth__service__pb2.DeleteAccountRequest.SerializeToString,
+                response_deserializer=segmentation_dot_v1_dot_auth__service__pb2.DeleteAccountResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/segmentation.v1.AuthService/CreateApiKey',
+                request_serializer=segmentation_dot_v1_dot_auth__service__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=segmentation_dot_v1_dot_auth__service__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/segmentation.v1.AuthService/ListApiKeys',
+                request_serializer=segmentation_dot_v1_dot_auth__service__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=segmentation_dot_v1_dot_auth__service__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/segmentation.v1.AuthService/RevokeApiKey',
+                request_serializer=segmentation_dot_v1_dot_auth__service__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=segmentation_dot_v1_dot_auth__service__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     def SignUp(self, request, context):
-        """SignUp creates an account. The username must be unused.
+        """SignUp creates an account. It needs an admin's credential, except for the very
+        first account of an empty system (which becomes admin) and, when the server runs
+        with SEGSVC_OPEN_SIGNUP=true, for reader and writer accounts. The username must
+        be unused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -64,6 +89,37 @@ class AuthServiceServicer:
 
     def SignIn(self, request, context):
         """SignIn checks a password and returns an HS256 access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccount(self, request, context):
+        """DeleteAccount removes an account: its tokens and API keys stop working on every
+        replica within SEGSVC_AUTH_CACHE_SECONDS. History keeps its id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """CreateApiKey creates a key for a service. The key is in this response only;
+        segsvc keeps a hash of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """ListApiKeys lists every key, revoked ones included, without the secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """RevokeApiKey stops a key from working on every replica within
+        SEGSVC_AUTH_CACHE_SECONDS. Revoking a revoked key changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +138,26 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=segmentation_dot_v1_dot_auth__service__pb2.SignInRequest.FromString,
                     response_serializer=segmentation_dot_v1_dot_auth__service__pb2.SignInResponse.SerializeToString,
             ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=segmentation_dot_v1_dot_auth__service__pb2.DeleteAccountRequest.FromString,
+                    response_serializer=segmentation_dot_v1_dot_auth__service__pb2.DeleteAccountResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=segmentation_dot_v1_dot_auth__service__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=segmentation_dot_v1_dot_auth__service__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=segmentation_dot_v1_dot_auth__service__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=segmentation_dot_v1_dot_auth__service__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=segmentation_dot_v1_dot_auth__service__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=segmentation_dot_v1_dot_auth__service__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'segmentation.v1.AuthService', rpc_method_handlers)
@@ -91,9 +167,10 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     @staticmethod
@@ -140,6 +217,114 @@ class AuthService:
             '/segmentation.v1.AuthService/SignIn',
             segmentation_dot_v1_dot_auth__service__pb2.SignInRequest.SerializeToString,
             segmentation_dot_v1_dot_auth__service__pb2.SignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segmentation.v1.AuthService/DeleteAccount',
+            segmentation_dot_v1_dot_auth__service__pb2.DeleteAccountRequest.SerializeToString,
+            segmentation_dot_v1_dot_auth__service__pb2.DeleteAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segmentation.v1.AuthService/CreateApiKey',
+            segmentation_dot_v1_dot_auth__service__pb2.CreateApiKeyRequest.SerializeToString,
+            segmentation_dot_v1_dot_auth__service__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segmentation.v1.AuthService/ListApiKeys',
+            segmentation_dot_v1_dot_auth__service__pb2.ListApiKeysRequest.SerializeToString,
+            segmentation_dot_v1_dot_auth__service__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segmentation.v1.AuthService/RevokeApiKey',
+            segmentation_dot_v1_dot_auth__service__pb2.RevokeApiKeyRequest.SerializeToString,
+            segmentation_dot_v1_dot_auth__service__pb2.RevokeApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

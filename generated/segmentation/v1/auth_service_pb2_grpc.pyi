@@ -27,9 +27,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuthServiceStub:
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     @_typing.overload
@@ -37,27 +38,65 @@ class AuthServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     SignUp: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.SignUpRequest, _auth_service_pb2.SignUpResponse]
-    """SignUp creates an account. The username must be unused."""
+    """SignUp creates an account. It needs an admin's credential, except for the very
+    first account of an empty system (which becomes admin) and, when the server runs
+    with SEGSVC_OPEN_SIGNUP=true, for reader and writer accounts. The username must
+    be unused.
+    """
     SignIn: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.SignInRequest, _auth_service_pb2.SignInResponse]
     """SignIn checks a password and returns an HS256 access token."""
+    DeleteAccount: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.DeleteAccountRequest, _auth_service_pb2.DeleteAccountResponse]
+    """DeleteAccount removes an account: its tokens and API keys stop working on every
+    replica within SEGSVC_AUTH_CACHE_SECONDS. History keeps its id.
+    """
+    CreateApiKey: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.CreateApiKeyRequest, _auth_service_pb2.CreateApiKeyResponse]
+    """CreateApiKey creates a key for a service. The key is in this response only;
+    segsvc keeps a hash of it.
+    """
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ListApiKeysRequest, _auth_service_pb2.ListApiKeysResponse]
+    """ListApiKeys lists every key, revoked ones included, without the secrets."""
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RevokeApiKeyRequest, _auth_service_pb2.RevokeApiKeyResponse]
+    """RevokeApiKey stops a key from working on every replica within
+    SEGSVC_AUTH_CACHE_SECONDS. Revoking a revoked key changes nothing.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SignUp: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.SignUpRequest, _auth_service_pb2.SignUpResponse]  # type: ignore[assignment]
-    """SignUp creates an account. The username must be unused."""
+    """SignUp creates an account. It needs an admin's credential, except for the very
+    first account of an empty system (which becomes admin) and, when the server runs
+    with SEGSVC_OPEN_SIGNUP=true, for reader and writer accounts. The username must
+    be unused.
+    """
     SignIn: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.SignInRequest, _auth_service_pb2.SignInResponse]  # type: ignore[assignment]
     """SignIn checks a password and returns an HS256 access token."""
+    DeleteAccount: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.DeleteAccountRequest, _auth_service_pb2.DeleteAccountResponse]  # type: ignore[assignment]
+    """DeleteAccount removes an account: its tokens and API keys stop working on every
+    replica within SEGSVC_AUTH_CACHE_SECONDS. History keeps its id.
+    """
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.CreateApiKeyRequest, _auth_service_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
+    """CreateApiKey creates a key for a service. The key is in this response only;
+    segsvc keeps a hash of it.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ListApiKeysRequest, _auth_service_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """ListApiKeys lists every key, revoked ones included, without the secrets."""
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RevokeApiKeyRequest, _auth_service_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
+    """RevokeApiKey stops a key from working on every replica within
+    SEGSVC_AUTH_CACHE_SECONDS. Revoking a revoked key changes nothing.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
-    """AuthService registers the accounts that call segsvc (people and services) and
-    issues the short-lived JWTs every other RPC requires. Accounts are not the
-    segmented end users: those are plain int64 ids owned by the caller.
+    """AuthService manages who may call segsvc: accounts (people, signing in with a
+    password for a short-lived JWT) and API keys (services, sending the key itself).
+    Accounts are not the segmented end users: those are plain int64 ids owned by the
+    caller. Every other RPC needs `authorization: Bearer <token or API key>` metadata.
     """
 
     @_abc_1.abstractmethod
@@ -66,7 +105,11 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.SignUpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.SignUpResponse, _abc.Awaitable[_auth_service_pb2.SignUpResponse]]:
-        """SignUp creates an account. The username must be unused."""
+        """SignUp creates an account. It needs an admin's credential, except for the very
+        first account of an empty system (which becomes admin) and, when the server runs
+        with SEGSVC_OPEN_SIGNUP=true, for reader and writer accounts. The username must
+        be unused.
+        """
 
     @_abc_1.abstractmethod
     def SignIn(
@@ -75,5 +118,43 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.SignInResponse, _abc.Awaitable[_auth_service_pb2.SignInResponse]]:
         """SignIn checks a password and returns an HS256 access token."""
+
+    @_abc_1.abstractmethod
+    def DeleteAccount(
+        self,
+        request: _auth_service_pb2.DeleteAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.DeleteAccountResponse, _abc.Awaitable[_auth_service_pb2.DeleteAccountResponse]]:
+        """DeleteAccount removes an account: its tokens and API keys stop working on every
+        replica within SEGSVC_AUTH_CACHE_SECONDS. History keeps its id.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _auth_service_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.CreateApiKeyResponse, _abc.Awaitable[_auth_service_pb2.CreateApiKeyResponse]]:
+        """CreateApiKey creates a key for a service. The key is in this response only;
+        segsvc keeps a hash of it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _auth_service_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.ListApiKeysResponse, _abc.Awaitable[_auth_service_pb2.ListApiKeysResponse]]:
+        """ListApiKeys lists every key, revoked ones included, without the secrets."""
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _auth_service_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.RevokeApiKeyResponse, _abc.Awaitable[_auth_service_pb2.RevokeApiKeyResponse]]:
+        """RevokeApiKey stops a key from working on every replica within
+        SEGSVC_AUTH_CACHE_SECONDS. Revoking a revoked key changes nothing.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

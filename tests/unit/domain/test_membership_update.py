@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from segsvc.domain.errors import InvalidArgument
-from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
+from segsvc.domain.membership_update import (
+    RequestedAddition,
+    UpdatePlan,
+    plan_update,
+    validate_update,
+)
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -89,10 +94,9 @@ def test_plan_inserts_changes_and_deletes_only_what_differs() -> None:
     assert plan.insert == {5: later}
     assert plan.change_expiry == {2: None, 4: later + timedelta(1)}
     assert plan.delete == [3]
-    assert not plan.empty
 
 
 def test_plan_of_pure_noops_is_empty() -> None:
     later = NOW + timedelta(days=1)
     plan = plan_update({1: None, 2: later}, {1: None, 2: later}, [3])
-    assert plan.empty
+    assert plan == UpdatePlan()

@@ -12,6 +12,7 @@ from segsvc.domain.accounts import (
     validate_sign_up,
 )
 from segsvc.domain.errors import InvalidArgument
+from segsvc.domain.segments import MAX_DESCRIPTION, MAX_SALT, validate_segment
 from segsvc.domain.slugs import slug_violation
 from segsvc.domain.user_ids import require_user_ids
 
@@ -66,3 +67,17 @@ def test_page_tokens() -> None:
         with pytest.raises(InvalidArgument) as err:
             page_tokens.decode(bad)
         assert err.value.violations[0].field == "page_token"
+
+
+def test_segment_fields_are_checked_together() -> None:
+    validate_segment("AVITO_VOICE", "d" * MAX_DESCRIPTION, "s" * MAX_SALT)
+    with pytest.raises(InvalidArgument) as err:
+        validate_segment("lower", "d" * (MAX_DESCRIPTION + 1), "s" * (MAX_SALT + 1))
+    assert [v.field for v in err.value.violations] == ["slug", "description", "rollout_salt"]
+
+
+def test_nul_characters_are_refused_before_postgresql_sees_them() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_segment("AVITO_VOICE", "voice\x00messages", "salt\x00")
+    assert [v.field for v in err.value.violations] == ["description", "rollout_salt"]
+    assert all("NUL" in v.description for v in err.value.violations)

@@ -9,13 +9,13 @@ from datetime import datetime
 from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from segsvc.domain.history import segments_at
+from segsvc.domain.imports import check_chunk
+from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
 from segsvc.domain.models import ActiveSegment
-from segsvc.domain.user_ids import MAX_BATCH, require_user_id, require_user_ids
-from segsvc.store import history, memberships, segments, users
+from segsvc.domain.user_ids import require_user_id
+from segsvc.store import change_notices, history, memberships, segments, users
 from segsvc.store.database import Connection, Database
-
-MAX_IMPORT_CHUNK = 100_000
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
-class MembershipService:
+class Users:
     """Use cases of UserService."""
 
     db: Database
@@ -39,9 +39,11 @@ class MembershipService:
         require_user_id(user_id)
         now = self.clock()
         with self.db.transaction() as conn:
-            created, _ = users.register(conn, [user_id], now, account_id)
+            created, enrolled = users.register(conn, [user_id], now, account_id)
             if not created:
                 raise AlreadyExists("user", str(user_id))
+            if enrolled:
+                change_notices.publish(conn, MembershipChange.users([user_id]))
             return memberships.active_for_user(conn, user_id, now)
 
     def import_users(self, chunks: Iterable[Sequence[int]], account_id: int | None) -> ImportResult:
@@ -49,17 +51,13 @@ class MembershipService:
 
         def validated() -> Iterable[Sequence[int]]:
             for number, chunk in enumerate(chunks):
-                if len(chunk) > MAX_IMPORT_CHUNK:
-                    raise InvalidArgument.single(
-                        f"user_ids (message {number})",
-                        f"at most {MAX_IMPORT_CHUNK} ids per message, got {len(chunk)}",
-                    )
-                if chunk and min(chunk) <= 0:
-                    require_user_ids(chunk, MAX_IMPORT_CHUNK, f"user_ids (message {number})")
+                check_chunk(number, chunk)
                 yield chunk
 
         with self.db.bulk_transaction() as conn:
             result = users.import_chunks(conn, validated(), self.clock(), account_id)
+            if result[2]:  # enrolled in rollouts: which ones is not known here
+                change_notices.publish(conn, MembershipChange.all_users())
         return ImportResult(*result)
 
     def update(
@@ -92,6 +90,7 @@ class MembershipService:
                 memberships.add(conn, user_id, plan.insert, now, account_id)
             if plan.change_expiry:
                 memberships.change_expiry(conn, user_id, plan.change_expiry, now, account_id)
+            change_notices.publish(conn, MembershipChange.users([user_id]))
             return memberships.active_for_user(conn, user_id, now)
 
     @staticmethod
@@ -115,12 +114,3 @@ class MembershipService:
             raise InvalidArgument.single("as_of", "must not be in the future")
         with self.db.connection() as conn:
             return segments_at(history.events_for_user(conn, user_id, as_of), as_of)
-
-    def batch_get(self, user_ids: Sequence[int]) -> list[tuple[int, list[ActiveSegment]]]:
-        """Active segments of up to 1000 users, one entry per requested id, in order."""
-        require_user_ids(user_ids, MAX_BATCH)
-        if not user_ids:
-            return []
-        with self.db.connection() as conn:
-            found = memberships.active_for_users(conn, sorted(set(user_ids)), self.clock())
-        return [(uid, found.get(uid, [])) for uid in user_ids]

@@ -1,0 +1,1 @@
+"""The per-process read cache of users' segments and what keeps it coherent."""
