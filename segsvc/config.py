@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "console"] = Field(default="json", description="Log format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    access_log_every: int = Field(
+        default=0,
+        ge=0,
+        description="Log one line for every Nth RPC (1: every call, 100: one in a hundred; "
+        "0: none). Metrics count every call either way.",
+    )
     tls_cert: Path | None = Field(default=None, description="PEM certificate: enables TLS.")
     tls_key: Path | None = Field(default=None, description="PEM private key for tls_cert.")
     tls_client_ca: Path | None = Field(

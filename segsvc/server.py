@@ -192,7 +192,11 @@ class SegsvcServer:
             ThreadPoolExecutor(s.grpc_workers, thread_name_prefix="grpc"),
             interceptors=[
                 ServerInterceptor(
-                    self.authenticator, self.access, self.metrics, self.stream_watchdog
+                    self.authenticator,
+                    self.access,
+                    self.metrics,
+                    self.stream_watchdog,
+                    s.access_log_every,
                 )
             ],
             # Beyond this many running or queued calls, RESOURCE_EXHAUSTED at once rather

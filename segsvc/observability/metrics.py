@@ -22,6 +22,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._finished: dict[tuple[str, str], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
         self.requests = Counter(
             "segsvc_grpc_requests",
             "Finished RPCs by method and status code.",
@@ -72,6 +74,22 @@ class Metrics:
             "Sweeper runs that failed (database unreachable, ...).",
             registry=self.registry,
         )
+
+    def rpc_finished(self, method: str, code: str, seconds: float) -> None:
+        """Count one finished RPC and its latency.
+
+        `labels()` hashes and locks on every use; the children of each method (and
+        method-code pair) are looked up once and kept, which is most of the per-call
+        cost of the metrics. Methods are the server's own, so the dicts stay small.
+        """
+        counter = self._finished.get((method, code))
+        if counter is None:
+            counter = self._finished[(method, code)] = self.requests.labels(method, code)
+        counter.inc()
+        histogram = self._latencies.get(method)
+        if histogram is None:
+            histogram = self._latencies[method] = self.latency.labels(method)
+        histogram.observe(seconds)
 
     def watch_pool(self, pool: ConnectionPool) -> None:
         """Export the pool's live statistics."""

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
-
-from psycopg.rows import kwargs_row
 
 from segsvc.domain.models import ActiveSegment, Reason
 from segsvc.store.database import Connection
@@ -56,20 +53,19 @@ WHERE segment_id = %s AND (expires_at IS NULL OR expires_at > %s)
 """
 
 
-def _active_segment(
-    *, slug: str, added_at: datetime, expires_at: datetime | None, reason: str
-) -> ActiveSegment:
-    return ActiveSegment(slug, added_at, expires_at, Reason(reason))
-
-
-def _user_and_segment(*, user_id: int, **segment: Any) -> tuple[int, ActiveSegment]:
-    return user_id, _active_segment(**segment)
+# Rows become ActiveSegments through plain tuples and a dict lookup of the reason: the
+# batch read converts 800 rows a call, where keyword row factories, Enum calls and
+# iterating the cursor row by row were most of its CPU.
+_REASONS = {reason.value: reason for reason in Reason}
 
 
 def active_for_user(conn: Connection, user_id: int, now: datetime) -> list[ActiveSegment]:
     """The hot read: the user's active segments sorted by slug (one index range scan)."""
-    cur = conn.cursor(row_factory=kwargs_row(_active_segment))
-    return cur.execute(ACTIVE_FOR_USER, (user_id, now)).fetchall()
+    rows = conn.execute(ACTIVE_FOR_USER, (user_id, now)).fetchall()
+    return [
+        ActiveSegment(slug, added, expires, _REASONS[reason])
+        for slug, added, expires, reason in rows
+    ]
 
 
 def active_for_users(
@@ -77,9 +73,13 @@ def active_for_users(
 ) -> dict[int, list[ActiveSegment]]:
     """Active segments of many users in one query; users without any are absent."""
     result: dict[int, list[ActiveSegment]] = {}
-    cur = conn.cursor(row_factory=kwargs_row(_user_and_segment))
-    for user_id, segment in cur.execute(ACTIVE_FOR_USERS, (list(user_ids), now)):
-        result.setdefault(user_id, []).append(segment)
+    rows = conn.execute(ACTIVE_FOR_USERS, (list(user_ids), now)).fetchall()
+    for user_id, slug, added, expires, reason in rows:
+        segment = ActiveSegment(slug, added, expires, _REASONS[reason])
+        if (segments := result.get(user_id)) is None:
+            result[user_id] = [segment]
+        else:
+            segments.append(segment)
     return result
 
 

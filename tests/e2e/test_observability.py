@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pgserver.postgres_server import get_server
+from prometheus_client.parser import text_string_to_metric_families
 
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
@@ -106,6 +107,7 @@ def test_json_log_line_per_call_without_secrets(database_url: str) -> None:
             SEGSVC_HTTP_ADDR="127.0.0.1:0",
             SEGSVC_BCRYPT_ROUNDS="4",
             SEGSVC_OPEN_SIGNUP="true",
+            SEGSVC_ACCESS_LOG_EVERY="1",
         )
     )
 
@@ -195,3 +197,47 @@ def test_health_follows_the_database() -> None:
         finally:
             server.stop(grace=0)
             pg.cleanup()
+
+
+def test_no_access_log_line_by_default_but_metrics_count_every_call(database_url: str) -> None:
+    """At the default settings (INFO) a call writes no log line: the access log is opt-in
+    (SEGSVC_ACCESS_LOG_EVERY), because a JSON line per call cost more CPU than the rest
+    of the per-call bookkeeping. The metrics still count every call."""
+    server = start_process(
+        child_env(
+            SEGSVC_DATABASE_URL=database_url,
+            SEGSVC_JWT_SECRET=JWT_SECRET,
+            SEGSVC_GRPC_ADDR="127.0.0.1:0",
+            SEGSVC_HTTP_ADDR="127.0.0.1:0",
+            SEGSVC_BCRYPT_ROUNDS="4",
+            SEGSVC_OPEN_SIGNUP="true",
+        )
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+            auth = auth_grpc.AuthServiceStub(ch)
+            auth.SignUp(auth_pb.SignUpRequest(name="Q", username="quiet", password="pw-quiet-1"))
+            token = auth.SignIn(
+                auth_pb.SignInRequest(username="quiet", password="pw-quiet-1")
+            ).access_token
+            for _ in range(3):
+                user_grpc.UserServiceStub(ch).GetUserSegments(
+                    pb.GetUserSegmentsRequest(user_id=3),
+                    metadata=(("authorization", f"Bearer {token}"), ("x-request-id", "quiet-1")),
+                )
+            metrics = (
+                urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
+    finally:
+        assert server.terminate() == 0
+    assert "quiet-1" not in "".join(server.log)
+    assert not [line for line in server.log if '"event": "rpc"' in line]
+    counted = {
+        (sample.labels["method"], sample.labels["code"]): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "segsvc_grpc_requests_total"
+    }
+    assert counted[("/segmentation.v1.UserService/GetUserSegments", "OK")] == 3

@@ -12,12 +12,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import grpc
+
+from segmentation.v1 import auth_service_pb2 as auth_pb
+from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
+from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
+from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.config import Settings
+from segsvc.domain.clock import Clock
+from segsvc.server import SegsvcServer
 
 # Random per test run: the server refuses guessable secrets.
 JWT_SECRET = secrets.token_urlsafe(48)
@@ -40,6 +50,48 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def sign_in(channel: grpc.Channel) -> tuple[tuple[str, str], ...]:
+    """Call metadata with the token of a fresh account on the server behind `channel`."""
+    auth = auth_grpc.AuthServiceStub(channel)
+    username = f"tester-{secrets.token_hex(4)}"
+    auth.SignUp(auth_pb.SignUpRequest(name="Test", username=username, password="password-1"))
+    reply = auth.SignIn(auth_pb.SignInRequest(username=username, password="password-1"))
+    return (("authorization", f"Bearer {reply.access_token}"),)
+
+
+@dataclass(frozen=True)
+class PrivateServer:
+    """An in-process server on a database no other test uses, with stubs and a token.
+
+    For tests that must know every user of the database: a rollout enrols all
+    registered users, so exact member counts need a database of one's own.
+    """
+
+    server: SegsvcServer
+    database_url: str
+    users: user_grpc.UserServiceStub
+    segments: segment_grpc.SegmentServiceStub
+    metadata: tuple[tuple[str, str], ...]
+
+
+@contextmanager
+def private_server(database_url: str, clock: Clock, **settings: Any) -> Iterator[PrivateServer]:
+    """Start a server on `database_url` (migrated on start), stop it afterwards."""
+    server = SegsvcServer(make_settings(**settings), database_url, clock=clock)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            yield PrivateServer(
+                server,
+                database_url,
+                user_grpc.UserServiceStub(channel),
+                segment_grpc.SegmentServiceStub(channel),
+                sign_in(channel),
+            )
+    finally:
+        server.stop(grace=1)
 
 
 @dataclass
