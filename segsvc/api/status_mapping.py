@@ -169,12 +169,12 @@ def map_exception(exc: BaseException) -> MappedStatus:
             return MappedStatus(code.UNAUTHENTICATED, str(exc))
         case errors.PermissionDenied():
             return MappedStatus(code.PERMISSION_DENIED, str(exc))
-        case errors.FailedPrecondition():
-            return MappedStatus(code.FAILED_PRECONDITION, str(exc))
         case errors.ResourceExhausted():
             retry = error_details_pb2.RetryInfo()
             retry.retry_delay.FromSeconds(exc.retry_after_seconds)
             return MappedStatus(code.RESOURCE_EXHAUSTED, str(exc), (_pack(retry),))
+        case errors.FailedPrecondition():
+            return MappedStatus(code.FAILED_PRECONDITION, str(exc))
         case StreamCancelled():
             return MappedStatus(code.CANCELLED, str(exc))
         case psycopg.errors.SerializationFailure() | psycopg.errors.DeadlockDetected():

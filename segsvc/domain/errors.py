@@ -57,12 +57,12 @@ class PermissionDenied(Exception):
 
 
 class ResourceExhausted(Exception):
-    """A bounded resource (password checking, bulk slots) is saturated; retry after
-    `retry_after_seconds`, with backoff."""
+    """A bounded resource is in use to its limit; try again after `retry_after_seconds`."""
 
-    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+    def __init__(self, resource: str, retry_after_seconds: int) -> None:
+        self.resource = resource
         self.retry_after_seconds = retry_after_seconds
-        super().__init__(message)
+        super().__init__(f"too many concurrent {resource}; retry in {retry_after_seconds} s")
 
 
 class FailedPrecondition(Exception):

@@ -19,6 +19,8 @@ from typing import ParamSpec, TypeVar
 
 from segsvc.domain.errors import ResourceExhausted
 
+# A few admitted checks finish within about a second at the default cost.
+RETRY_AFTER_SECONDS = 1
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -33,7 +35,7 @@ class PasswordWork:
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args)` on a password thread; ResourceExhausted when every slot is taken."""
         if not self._slots.acquire(blocking=False):
-            raise ResourceExhausted("too many password checks in progress; retry shortly")
+            raise ResourceExhausted("password checks", RETRY_AFTER_SECONDS)
         try:
             return self._executor.submit(fn, *args, **kwargs).result()
         finally:

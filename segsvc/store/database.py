@@ -213,11 +213,7 @@ class Database:
         every bulk slot is taken."""
         self._require_available()
         if not self._bulk_slots.acquire(blocking=False):
-            raise ResourceExhausted(
-                "too many streams and bulk operations in progress; "
-                f"retry in {BULK_RETRY_AFTER_SECONDS} s",
-                retry_after_seconds=BULK_RETRY_AFTER_SECONDS,
-            )
+            raise ResourceExhausted("streams and bulk operations", BULK_RETRY_AFTER_SECONDS)
         try:
             with self._announced(), self.bulk_pool.connection() as conn, conn.transaction():
                 yield conn
