@@ -7,6 +7,7 @@ manifests can be checked against a single source (see tests/unit/test_deploy_fil
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -112,6 +113,12 @@ class Settings(BaseSettings):
         ge=1,
         description="RPCs running or queued for a thread; beyond it RESOURCE_EXHAUSTED.",
     )
+    processes: int = Field(
+        default=0,
+        ge=0,
+        description="Worker processes sharing the gRPC port under one supervisor; "
+        "0: one per CPU; 1: a single process, no supervisor.",
+    )
     bcrypt_rounds: int = Field(default=12, ge=4, le=16, description="bcrypt cost factor.")
     password_workers: int = Field(
         default=2, ge=1, description="Threads that hash and check passwords (CPU-bound)."
@@ -192,6 +199,12 @@ class Settings(BaseSettings):
                 "before it is cancelled cleanly"
             )
         return self
+
+    @property
+    def process_count(self) -> int:
+        """How many serving processes `segsvc serve` runs (`processes`; 0: the CPUs this
+        process may run on, which respects a cpuset, unlike os.cpu_count())."""
+        return self.processes or len(os.sched_getaffinity(0)) or 1
 
     @property
     def embedded(self) -> bool:

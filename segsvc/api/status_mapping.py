@@ -3,9 +3,10 @@
 Domain errors carry their meaning; here they get a status code, a message naming the
 field or resource, and google.rpc rich error details (grpcio-status) so that clients
 can read field violations without parsing text. Database trouble becomes UNAVAILABLE
-(retryable, and expected: no traceback), a full bulk pool RESOURCE_EXHAUSTED with
-RetryInfo, lock conflicts ABORTED, and anything unexpected INTERNAL with a request id
-to find the traceback in the logs - never UNKNOWN.
+(retryable, and expected: no traceback), and so do lock conflicts the server has already
+retried itself (service_layer/transactions); a full bulk pool is RESOURCE_EXHAUSTED with
+RetryInfo; anything unexpected becomes INTERNAL with a request id to find the traceback
+in the logs - never UNKNOWN or ABORTED.
 
 Every status is bounded in size: grpc clients refuse trailing metadata over 8-16 KiB
 and report RESOURCE_EXHAUSTED instead of the real error, so a request naming 300
@@ -178,7 +179,10 @@ def map_exception(exc: BaseException) -> MappedStatus:
         case StreamCancelled():
             return MappedStatus(code.CANCELLED, str(exc))
         case psycopg.errors.SerializationFailure() | psycopg.errors.DeadlockDetected():
-            return MappedStatus(code.ABORTED, "concurrent change conflicted; retry the call")
+            # Already retried inside the server; UNAVAILABLE is what retry policies retry.
+            return MappedStatus(
+                code.UNAVAILABLE, "concurrent changes kept conflicting; retry the call"
+            )
         case psycopg.errors.QueryCanceled():
             return MappedStatus(code.DEADLINE_EXCEEDED, "database statement timed out")
         case psycopg.OperationalError() | psycopg.InterfaceError():

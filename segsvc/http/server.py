@@ -192,7 +192,7 @@ class _Routes:
                     return _text(
                         start_response, HTTPStatus.UNAUTHORIZED, "metrics need a bearer token\n"
                     )
-                body = generate_latest(self.metrics.registry)
+                body = generate_latest(self.metrics.exposed)
                 return _send(start_response, HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
             if path == REPORT_PATH:
                 token = parse_qs(environ.get("QUERY_STRING", "")).get("token", [""])[0]

@@ -16,7 +16,7 @@ import structlog
 
 from segsvc.domain.clock import Clock
 from segsvc.observability.metrics import Metrics
-from segsvc.store import memberships
+from segsvc.service_layer.transactions import Transactions
 from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.expiry")
@@ -26,10 +26,15 @@ class ExpirySweeper:
     """A daemon thread that sweeps every `interval` seconds until stopped."""
 
     def __init__(
-        self, db: Database, clock: Clock, metrics: Metrics, interval: float, batch: int
+        self,
+        db: Database,
+        clock: Clock,
+        metrics: Metrics,
+        interval: float,
+        batch: int,
     ) -> None:
-        self.db = db
-        self.clock = clock
+        # No locks to wait for (SKIP LOCKED): the transaction's time is the threshold.
+        self.transactions = Transactions(db, clock)
         self.metrics = metrics
         self.interval = interval
         self.batch = batch
@@ -50,8 +55,9 @@ class ExpirySweeper:
         """Sweep until no expired row is left; return how many were moved."""
         total = 0
         while not self._stop.is_set():
-            with self.db.transaction() as conn:
-                moved = memberships.sweep_expired(conn, self.clock(), self.batch)
+            moved = self.transactions.write(
+                None, lambda conn: None, lambda changes, _: changes.sweep_expired(self.batch)
+            )
             total += moved
             self.metrics.expired_swept.inc(moved)
             if moved < self.batch:

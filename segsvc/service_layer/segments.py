@@ -8,12 +8,13 @@ from dataclasses import dataclass, replace
 from segsvc.domain import page_tokens
 from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, NotFound
-from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.models import Segment
 from segsvc.domain.rollout import percent_to_basis_points
 from segsvc.domain.segments import require_slug, validate_segment
-from segsvc.store import change_notices, memberships, segments
-from segsvc.store.database import Database
+from segsvc.service_layer.transactions import Transactions
+from segsvc.store import memberships, segments
+from segsvc.store.database import Connection, Database
+from segsvc.store.membership_changes import MembershipChanges
 
 MEMBER_CHUNK = 10_000
 
@@ -24,6 +25,10 @@ class Segments:
 
     db: Database
     clock: Clock
+
+    @property
+    def _transactions(self) -> Transactions:
+        return Transactions(self.db, self.clock)
 
     def create(
         self,
@@ -42,7 +47,6 @@ class Segments:
         validate_segment(slug, description, rollout_salt)
         basis_points = percent_to_basis_points(auto_percent) if auto_percent is not None else None
         salt = (rollout_salt or slug) if basis_points else None
-        now = self.clock()
         if validate_only:
             with self.db.connection() as conn:
                 if segments.get_live(conn, slug):
@@ -50,34 +54,41 @@ class Segments:
                 count = (
                     segments.count_rollout(conn, salt, basis_points) if salt and basis_points else 0
                 )
-            return Segment(0, slug, description, basis_points, salt, now, count)
+            return Segment(0, slug, description, basis_points, salt, self.clock(), count)
+
+        def lock(conn: Connection) -> None:
+            if basis_points:
+                segments.freeze_registrations(conn)
+
+        def change(changes: MembershipChanges, _: None) -> Segment:
+            segment = segments.create(
+                changes.conn, slug, description, basis_points, salt, changes.now, account_id
+            )
+            enrolled = changes.enrol_rollout(segment) if basis_points else 0
+            return replace(segment, member_count=enrolled)
+
         # A rollout enrols every user: its statements grow with the data, so they get the
         # bulk time limit rather than the one for short calls.
         limit = self.db.bulk_limits.statement_timeout if basis_points else None
-        with self.db.transaction(statement_timeout=limit) as conn:
-            if basis_points:
-                segments.freeze_registrations(conn)
-            segment = segments.create(conn, slug, description, basis_points, salt, now, account_id)
-            enrolled = (
-                segments.enroll_all_users(conn, segment, now, account_id) if basis_points else 0
-            )
-            if enrolled:
-                change_notices.publish(conn, MembershipChange.all_users())
-        return replace(segment, member_count=enrolled)
+        return self._transactions.write(account_id, lock, change, limit)
 
     def delete(self, slug: str, account_id: int | None) -> Segment:
         """Delete a live segment and end all its memberships (with history), atomically."""
         require_slug(slug)
-        now = self.clock()
-        # Ending every membership grows with the segment: the bulk time limit applies.
-        with self.db.transaction(self.db.bulk_limits.statement_timeout) as conn:
+
+        def lock(conn: Connection) -> Segment:
             segment = segments.lock_for_delete(conn, slug)
             if segment is None:
                 raise NotFound("segment", [slug])
-            segments.mark_deleted(conn, segment.id, now)
-            ended = memberships.remove_all_in_segment(conn, segment.id, now, account_id)
-            change_notices.publish(conn, MembershipChange.all_users())
-        return replace(segment, member_count=ended)
+            return segment
+
+        def change(changes: MembershipChanges, segment: Segment) -> Segment:
+            segments.mark_deleted(changes.conn, segment.id, changes.now)
+            return replace(segment, member_count=changes.end_segment(segment.id))
+
+        # Ending every membership grows with the segment: the bulk time limit applies.
+        limit = self.db.bulk_limits.statement_timeout
+        return self._transactions.write(account_id, lock, change, limit)
 
     def get(self, slug: str) -> Segment:
         """A live segment with its number of active members."""

@@ -10,12 +10,13 @@ from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from segsvc.domain.history import segments_at
 from segsvc.domain.imports import check_chunk
-from segsvc.domain.membership_change import MembershipChange
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
 from segsvc.domain.models import ActiveSegment
 from segsvc.domain.user_ids import require_user_id
-from segsvc.store import change_notices, history, memberships, segments, users
+from segsvc.service_layer.transactions import Transactions, in_savepoint, locked_write
+from segsvc.store import history, memberships, segments, users
 from segsvc.store.database import Connection, Database
+from segsvc.store.membership_changes import MembershipChanges, Rollout
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,39 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
+class _UpdateLocks:
+    """What UpdateUserSegments found while taking its locks."""
+
+    created: bool
+    rollouts: list[Rollout]
+    segment_ids: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Users:
     """Use cases of UserService."""
 
     db: Database
     clock: Clock
 
+    @property
+    def _transactions(self) -> Transactions:
+        return Transactions(self.db, self.clock)
+
     def create_user(self, user_id: int, account_id: int | None) -> list[ActiveSegment]:
         """Register one id (ALREADY_EXISTS if known); return its rollout segments."""
         require_user_id(user_id)
-        now = self.clock()
-        with self.db.transaction() as conn:
-            created, enrolled = users.register(conn, [user_id], now, account_id)
-            if not created:
+
+        def lock(conn: Connection) -> list[Rollout]:
+            if not users.insert_new(conn, [user_id], self.clock()):
                 raise AlreadyExists("user", str(user_id))
-            if enrolled:
-                change_notices.publish(conn, MembershipChange.users([user_id]))
-            return memberships.active_for_user(conn, user_id, now)
+            return segments.lock_rollouts(conn)
+
+        def change(changes: MembershipChanges, rollouts: list[Rollout]) -> list[ActiveSegment]:
+            changes.enrol_users([user_id], rollouts)
+            return memberships.active_for_user(changes.conn, user_id, changes.now)
+
+        return self._transactions.write(account_id, lock, change)
 
     def import_users(self, chunks: Iterable[Sequence[int]], account_id: int | None) -> ImportResult:
         """Register many ids in one transaction: all of them, or none if any is invalid."""
@@ -54,11 +71,19 @@ class Users:
                 check_chunk(number, chunk)
                 yield chunk
 
+        def lock(conn: Connection) -> tuple[int, list[Rollout]]:
+            return users.insert_imported(conn, self.clock()), segments.lock_rollouts(conn)
+
+        def change(changes: MembershipChanges, locked: tuple[int, list[Rollout]]) -> ImportResult:
+            created, rollouts = locked
+            return ImportResult(received, created, changes.enrol_table(users.IMPORTED, rollouts))
+
         with self.db.bulk_transaction() as conn:
-            result = users.import_chunks(conn, validated(), self.clock(), account_id)
-            if result[2]:  # enrolled in rollouts: which ones is not known here
-                change_notices.publish(conn, MembershipChange.all_users())
-        return ImportResult(*result)
+            # The stream cannot be read twice: only the registration after it is retried.
+            received = users.copy_import(conn, validated())
+            return in_savepoint(
+                conn, lambda: locked_write(conn, self.clock, account_id, lock, change)
+            )
 
     def update(
         self,
@@ -68,40 +93,40 @@ class Users:
         account_id: int | None,
     ) -> list[ActiveSegment]:
         """Apply adds and removes atomically; return the user's segments afterwards."""
-        now = self.clock()
-        update = validate_update(user_id, additions, removals, now)
+        # Checked before any database work; checked again with the transaction's time.
+        update = validate_update(user_id, additions, removals, self.clock())
         if not update.slugs:  # nothing to change: no implicit registration either
             return self.get(user_id)
-        with self.db.transaction() as conn:
-            self._register_and_lock(conn, user_id, now, account_id)
+
+        def lock(conn: Connection) -> _UpdateLocks:
+            # The common case, a known user, costs one round trip; an unknown one is
+            # registered first, which the same lock then holds.
+            created = False
+            if not users.lock(conn, user_id):
+                created = bool(users.insert_new(conn, [user_id], self.clock()))
+                users.lock(conn, user_id)
+            rollouts = segments.lock_rollouts(conn) if created else []
             ids = segments.lock_live(conn, update.slugs)
             missing = [slug for slug in update.slugs if slug not in ids]
             if missing:
                 raise NotFound("segment", missing)
-            memberships.purge_expired_for_user(conn, user_id, now)
+            return _UpdateLocks(created, rollouts, ids)
+
+        def change(changes: MembershipChanges, locked: _UpdateLocks) -> list[ActiveSegment]:
+            conn, now, ids = changes.conn, changes.now, locked.segment_ids
+            final = validate_update(user_id, additions, removals, now)
+            if locked.created:
+                changes.enrol_users([user_id], locked.rollouts)
+            changes.purge_expired_of_user(user_id)
             plan = plan_update(
                 memberships.current_expiries(conn, user_id, now),
-                {ids[a.slug]: a.expires_at for a in update.additions},
-                [ids[slug] for slug in update.removals],
+                {ids[a.slug]: a.expires_at for a in final.additions},
+                [ids[slug] for slug in final.removals],
             )
-            if plan.delete:
-                memberships.remove(conn, user_id, plan.delete, now, account_id)
-            if plan.insert:
-                memberships.add(conn, user_id, plan.insert, now, account_id)
-            if plan.change_expiry:
-                memberships.change_expiry(conn, user_id, plan.change_expiry, now, account_id)
-            change_notices.publish(conn, MembershipChange.users([user_id]))
+            changes.update_user(user_id, plan)
             return memberships.active_for_user(conn, user_id, now)
 
-    @staticmethod
-    def _register_and_lock(
-        conn: Connection, user_id: int, now: datetime, account_id: int | None
-    ) -> None:
-        # The common case, a known user, costs one round trip; an unknown one is
-        # registered (and enrolled in rollouts) first, which also locks its new row.
-        if not users.lock(conn, user_id):
-            users.register(conn, [user_id], now, account_id)
-            users.lock(conn, user_id)
+        return self._transactions.write(account_id, lock, change)
 
     def get(self, user_id: int, as_of: datetime | None = None) -> list[ActiveSegment]:
         """Active segments now, or (with `as_of`) at a past instant from history."""

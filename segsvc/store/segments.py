@@ -1,4 +1,4 @@
-"""SQL for segments: creation (with rollout enrolment), lookup, listing, deletion.
+"""SQL for segments: creation, lookup, listing, the locks writers take, deletion.
 
 Segments are soft-deleted: the row stays (history and audits keep their meaning) and
 the slug is free again, enforced by a unique index over live segments only.
@@ -17,6 +17,7 @@ from psycopg.rows import class_row
 from segsvc.domain.errors import AlreadyExists
 from segsvc.domain.models import Segment
 from segsvc.store.database import Connection
+from segsvc.store.membership_changes import Rollout
 
 # The one list of a segment's columns, named as the Segment fields they fill.
 SEGMENT_COLUMNS = sql.SQL(
@@ -68,35 +69,6 @@ def freeze_registrations(conn: Connection) -> None:
     conn.execute("LOCK TABLE users IN SHARE MODE")
 
 
-def enroll_all_users(
-    conn: Connection, segment: Segment, now: datetime, account_id: int | None
-) -> int:
-    """Enrol every registered user the rollout selects, with history; one statement."""
-    cur = conn.execute(
-        """
-        WITH enrolled AS (
-            INSERT INTO memberships (user_id, segment_id, added_at, expires_at, reason)
-            SELECT u.user_id, %(segment_id)s, %(now)s, NULL, 'rollout' FROM users u
-            WHERE segsvc_rollout_bucket(%(salt)s, u.user_id) < %(bp)s
-            RETURNING user_id
-        )
-        INSERT INTO membership_history
-            (user_id, segment_id, slug, operation, reason, at, account_id)
-        SELECT user_id, %(segment_id)s, %(slug)s, 'add', 'rollout', %(now)s, %(account_id)s
-        FROM enrolled
-        """,
-        {
-            "segment_id": segment.id,
-            "slug": segment.slug,
-            "salt": segment.rollout_salt,
-            "bp": segment.rollout_basis_points,
-            "now": now,
-            "account_id": account_id,
-        },
-    )
-    return cur.rowcount
-
-
 def count_rollout(conn: Connection, salt: str, basis_points: int) -> int:
     """How many registered users a rollout with this salt and share would enrol."""
     row = conn.execute(
@@ -130,6 +102,19 @@ def lock_live(conn: Connection, slugs: Sequence[str]) -> dict[str, int]:
         (list(slugs),),
     ).fetchall()
     return {str(r[0]): int(r[1]) for r in rows}
+
+
+def lock_rollouts(conn: Connection) -> list[Rollout]:
+    """Every live rollout segment, locked FOR KEY SHARE until commit (for registration).
+
+    Like `lock_live`: a DeleteSegment of one of them waits for the registration, or the
+    registration sees it deleted; never a new member in a segment being deleted.
+    """
+    rows = conn.execute(
+        "SELECT id, rollout_salt, rollout_bp FROM segments"
+        " WHERE deleted_at IS NULL AND rollout_bp IS NOT NULL ORDER BY id FOR KEY SHARE"
+    ).fetchall()
+    return [Rollout(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 def lock_for_delete(conn: Connection, slug: str) -> Segment | None:

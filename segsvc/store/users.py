@@ -1,9 +1,10 @@
-"""SQL for end users: registration, with rollout enrolment in the same statement.
+"""SQL for end users: registration, bulk import, and the per-user lock.
 
-Registration is the only moment a rollout looks at an existing segment for a user:
-whatever the user's later history (an explicit removal, say), the rollout never touches
-them again. New users are enrolled in every live rollout segment whose hash bucket
-selects them, set-based, and each enrolment is written to history.
+Registration only inserts `users` rows (in ascending id order, so overlapping imports
+wait for each other instead of deadlocking); enrolling the new users in live rollouts
+is a membership change and goes through store/membership_changes.py. Registration is
+the only moment a rollout looks at an existing segment for a user: whatever the user's
+later history (an explicit removal, say), the rollout never touches them again.
 """
 
 from __future__ import annotations
@@ -15,67 +16,25 @@ from psycopg import sql
 
 from segsvc.store.database import Connection
 
-# {source} yields the candidate ids (column user_id); rows already present are skipped.
-_REGISTER = """
-WITH candidates AS ({source}),
-created AS (
-    INSERT INTO users (user_id, created_at)
-    SELECT user_id, %(now)s FROM candidates
-    ON CONFLICT (user_id) DO NOTHING
-    RETURNING user_id
-),
-rollouts AS (
-    SELECT id, slug, rollout_salt, rollout_bp FROM segments
-    WHERE deleted_at IS NULL AND rollout_bp IS NOT NULL
-    FOR KEY SHARE
-),
-enrolled AS (
-    INSERT INTO memberships (user_id, segment_id, added_at, expires_at, reason)
-    SELECT c.user_id, r.id, %(now)s, NULL, 'rollout'
-    FROM created c CROSS JOIN rollouts r
-    WHERE segsvc_rollout_bucket(r.rollout_salt, c.user_id) < r.rollout_bp
-    RETURNING user_id, segment_id
-),
-recorded AS (
-    INSERT INTO membership_history (user_id, segment_id, slug, operation, reason, at, account_id)
-    SELECT e.user_id, e.segment_id, r.slug, 'add', 'rollout', %(now)s, %(account_id)s
-    FROM enrolled e JOIN rollouts r ON r.id = e.segment_id
-)
-SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM enrolled)
-"""
+# The ids an import actually created, for the enrolment that follows (ON COMMIT DROP).
+IMPORTED = "import_created"
 
 
-def _register(
-    conn: Connection, source: sql.Composable, params: dict[str, object]
-) -> tuple[int, int]:
-    # Taken in its own statement so that the registering statement's snapshot starts
-    # after any concurrent rollout creation (which holds SHARE on users) has committed:
-    # then either that segment sees our users or we see that segment, never neither.
-    conn.execute("LOCK TABLE users IN ROW EXCLUSIVE MODE")
-    query = sql.SQL(_REGISTER).format(source=source)
-    row = conn.execute(query, params).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+def insert_new(conn: Connection, user_ids: Sequence[int], created_at: datetime) -> list[int]:
+    """Insert the ids not registered yet; return those this call created."""
+    rows = conn.execute(
+        "INSERT INTO users (user_id, created_at)"
+        " SELECT DISTINCT unnest(%s::bigint[]), %s::timestamptz ORDER BY 1"
+        " ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
+        (list(user_ids), created_at),
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
 
 
-def register(
-    conn: Connection, user_ids: Sequence[int], now: datetime, account_id: int | None
-) -> tuple[int, int]:
-    """Register ids not seen before; return (users created, rollout memberships made)."""
-    return _register(
-        conn,
-        sql.SQL("SELECT DISTINCT unnest(%(user_ids)s::bigint[]) AS user_id"),
-        {"user_ids": list(user_ids), "now": now, "account_id": account_id},
-    )
+def copy_import(conn: Connection, chunks: Iterable[Sequence[int]]) -> int:
+    """Stream ids into a temporary table through COPY; return how many were received.
 
-
-def import_chunks(
-    conn: Connection, chunks: Iterable[Sequence[int]], now: datetime, account_id: int | None
-) -> tuple[int, int, int]:
-    """Bulk registration through COPY; return (ids received, created, rollout memberships).
-
-    Ids stream into a temporary table as the chunks arrive (so a million ids never sit
-    in one Python list), then one set-based statement registers and enrols them.
+    Ids arrive as the chunks do, so a million ids never sit in one Python list.
     """
     conn.execute("CREATE TEMP TABLE import_user_ids (user_id bigint NOT NULL) ON COMMIT DROP")
     received = 0
@@ -84,12 +43,29 @@ def import_chunks(
             if chunk:
                 copy.write("\n".join(map(str, chunk)) + "\n")
                 received += len(chunk)
-    created, enrolled = _register(
-        conn,
-        sql.SQL("SELECT DISTINCT user_id FROM import_user_ids"),
-        {"now": now, "account_id": account_id},
+    return received
+
+
+def insert_imported(conn: Connection, created_at: datetime) -> int:
+    """Register the copied ids not seen before, remembering them in IMPORTED; return
+    how many were created."""
+    table = sql.Identifier(IMPORTED)
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} (user_id bigint NOT NULL) ON COMMIT DROP").format(table)
     )
-    return received, created, enrolled
+    query = sql.SQL(
+        """
+        WITH created AS (
+            INSERT INTO users (user_id, created_at)
+            SELECT DISTINCT user_id, %s::timestamptz FROM import_user_ids ORDER BY user_id
+            ON CONFLICT (user_id) DO NOTHING
+            RETURNING user_id
+        )
+        INSERT INTO {} (user_id) SELECT user_id FROM created
+        """
+    ).format(table)
+    cur = conn.execute(query, (created_at,))
+    return cur.rowcount
 
 
 def lock(conn: Connection, user_id: int) -> bool:

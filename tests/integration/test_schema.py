@@ -11,7 +11,7 @@ import psycopg.errors
 import pytest
 
 from segsvc.domain.rollout import bucket
-from segsvc.store import history, memberships
+from segsvc.store import history, membership_changes, memberships
 
 
 def test_sql_and_python_buckets_agree(db: psycopg.Connection[Any]) -> None:
@@ -88,7 +88,7 @@ def test_read_path_queries_use_indexes(db: psycopg.Connection[Any]) -> None:
         "active_for_user": (memberships.ACTIVE_FOR_USER, (1, now)),
         "active_for_users": (memberships.ACTIVE_FOR_USERS, ([1, 2], now)),
         "member_count": (memberships.MEMBER_COUNT, (1, now)),
-        "expiry sweep": (memberships.SWEEP_EXPIRED, {"now": now, "batch": 100}),
+        "expiry sweep": (membership_changes.SWEEP_DUE, {"now": now, "batch": 100}),
         "history as-of": (history.EVENTS_FOR_USER, (1, now)),
         "history month": (
             history.REPORT_EVENTS,
