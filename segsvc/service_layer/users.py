@@ -78,7 +78,7 @@ class Users:
             created, rollouts = locked
             return ImportResult(received, created, changes.enrol_table(users.IMPORTED, rollouts))
 
-        with self.db.transaction() as conn:
+        with self.db.bulk_transaction() as conn:
             # The stream cannot be read twice: only the registration after it is retried.
             received = users.copy_import(conn, validated())
             return in_savepoint(
