@@ -27,8 +27,13 @@ that still happens is retried by the service layer):
 
 1. `users` table, ROW EXCLUSIVE (registration, implicit in its INSERT) or SHARE (rollout
    creation, `segments.freeze_registrations`): a rollout enrols every user known when
-   it is created and every user registered later; SHARE waits for running
-   registrations and holds new ones back, so no user is seen by neither side.
+   it is created and every user registered later. It enrols the users it sees first,
+   without blocking anyone (seconds at a million users); then SHARE waits for running
+   registrations and holds new ones back while it enrols the users registered since
+   its first statement (`enrol_rollout_since`: rows whose inserting transaction is not
+   older than that statement's snapshot; a few milliseconds of work), until commit. A
+   registration cannot see the uncommitted segment, so no user is seen by neither
+   side, and ON CONFLICT keeps one that both see enrolled (and recorded) once.
 2. The user's row, FOR NO KEY UPDATE (`users.lock`): serialises changes of one user,
    so the plan (a diff against the current memberships) is made on a state nobody else
    is changing. New ids are inserted in ascending order, so overlapping imports wait
@@ -157,6 +162,14 @@ SELECT u.user_id, %(segment_id)s::bigint AS segment_id, 'add' AS operation,
        %(account_id)s::bigint AS account_id
 FROM users u WHERE segsvc_rollout_bucket(%(salt)s, u.user_id) < %(basis_points)s
 """
+
+# Users whose row was written by a transaction not older than `since_xid` (age() compares
+# 32-bit ids modulo wraparound). A superset of the users an earlier statement missed:
+# an older row that matches too is one the bucket already decided the same way, and
+# ON CONFLICT DO NOTHING leaves it alone.
+_ROLLOUT_OF_USERS_SINCE: LiteralString = (
+    _ROLLOUT_OF_ALL_USERS + "  AND age(u.xmin) <= age(%(since_xid)s::xid)\n"
+)
 
 # Rows already past their expiry are recorded as expired at their expiry time; the
 # rest as removed because the segment was deleted, now, by the caller.
@@ -288,6 +301,23 @@ class MembershipChanges:
                 "segment_id": segment.id,
                 "salt": segment.rollout_salt,
                 "basis_points": segment.rollout_basis_points,
+            },
+            Announce.EVERYONE,
+        )
+        return sum(counts.values())
+
+    def enrol_rollout_since(self, segment: Segment, since_xid: str) -> int:
+        """Enrol the users registered by transactions not older than `since_xid`
+        (segments.registrations_horizon, read before `enrol_rollout`) that the rollout
+        selects and that are not enrolled yet; return how many. Run it under
+        `segments.freeze_registrations`."""
+        counts = self._apply(
+            sql.SQL(_ROLLOUT_OF_USERS_SINCE),
+            {
+                "segment_id": segment.id,
+                "salt": segment.rollout_salt,
+                "basis_points": segment.rollout_basis_points,
+                "since_xid": since_xid,
             },
             Announce.EVERYONE,
         )

@@ -62,11 +62,21 @@ def create(
 def freeze_registrations(conn: Connection) -> None:
     """Block user registration until this transaction ends (and wait for running ones).
 
-    A rollout enrols all users known when it is created and every user registered
-    later; holding SHARE on users while the segment is created closes the gap in which
-    a user registered concurrently could be seen by neither side.
+    A rollout enrols the users it sees without this lock, then takes it to enrol those
+    registered meanwhile (store.membership_changes, lock order 1): held for that short
+    catch-up only, not for the whole enrolment.
     """
     conn.execute("LOCK TABLE users IN SHARE MODE")
+
+
+def registrations_horizon(conn: Connection) -> str:
+    """The oldest transaction still running now (32-bit id, as text): every user row a
+    statement started after this call cannot see was inserted by it or a younger one."""
+    row = conn.execute(
+        "SELECT mod(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, 4294967296)::text"
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def count_rollout(conn: Connection, salt: str, basis_points: int) -> int:
