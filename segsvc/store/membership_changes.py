@@ -171,6 +171,15 @@ _ROLLOUT_OF_USERS_SINCE: LiteralString = (
     _ROLLOUT_OF_ALL_USERS + "  AND age(u.xmin) <= age(%(since_xid)s::xid)\n"
 )
 
+# New users of an import whose enrolment was decided while their ids were copied
+# (store.users.copy_import), in the rollouts that are still live.
+_ROLLOUT_OF_IMPORTED: LiteralString = """
+SELECT DISTINCT e.user_id, e.segment_id, 'add' AS operation, NULL::timestamptz AS expires_at,
+       'rollout' AS reason, %(now)s::timestamptz AS at, %(account_id)s::bigint AS account_id
+FROM {rows} e JOIN {created} c ON c.user_id = e.user_id
+WHERE e.segment_id = ANY(%(rollout_ids)s::bigint[])
+"""
+
 # Rows already past their expiry are recorded as expired at their expiry time; the
 # rest as removed because the segment was deleted, now, by the caller.
 _ALL_OF_SEGMENT: LiteralString = """
@@ -293,8 +302,21 @@ class MembershipChanges:
         )
         return sum(counts.values())
 
+    def enrol_imported(self, rows: str, created: str, rollout_ids: Sequence[int]) -> int:
+        """Enrol an import's new users (table `created`) as its copied `rows` (user_id,
+        segment_id) decided, in `rollout_ids` only; announced as a change of everyone."""
+        if not rollout_ids:
+            return 0
+        source = sql.SQL(_ROLLOUT_OF_IMPORTED).format(
+            rows=sql.Identifier(rows), created=sql.Identifier(created)
+        )
+        counts = self._apply(source, {"rollout_ids": list(rollout_ids)}, Announce.EVERYONE)
+        return sum(counts.values())
+
     def enrol_rollout(self, segment: Segment) -> int:
         """Enrol every registered user a new rollout segment selects; return how many."""
+        # One statement over every user: JIT compilation costs it more than it saves.
+        self.conn.execute("SELECT set_config('jit', 'off', true)")
         counts = self._apply(
             sql.SQL(_ROLLOUT_OF_ALL_USERS),
             {

@@ -114,6 +114,17 @@ def lock_live(conn: Connection, slugs: Sequence[str]) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+def live_rollouts(conn: Connection) -> list[Rollout]:
+    """Every live rollout segment, unlocked: what an import decides its new users'
+    enrolment for while their ids stream in; `lock_rollouts` later says which of those
+    decisions still apply (store.users.copy_import)."""
+    rows = conn.execute(
+        "SELECT id, rollout_salt, rollout_bp FROM segments"
+        " WHERE deleted_at IS NULL AND rollout_bp IS NOT NULL ORDER BY id"
+    ).fetchall()
+    return [Rollout(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
 def lock_rollouts(conn: Connection) -> list[Rollout]:
     """Every live rollout segment, locked FOR KEY SHARE until commit (for registration).
 
