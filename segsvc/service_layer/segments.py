@@ -57,7 +57,8 @@ class Segments:
             return Segment(0, slug, description, basis_points, salt, self.clock(), count)
 
         def lock(conn: Connection) -> None:
-            return None
+            if segments.wait_for_slug(conn, slug):
+                raise AlreadyExists("segment", slug)
 
         def change(changes: MembershipChanges, _: None) -> Segment:
             segment = segments.create(
