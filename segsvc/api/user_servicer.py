@@ -8,7 +8,7 @@ Errors still travel as exceptions through the interceptor's status mapping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -17,6 +17,7 @@ from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
 from segsvc.api import messages
 from segsvc.api.call_context import current_account_id
+from segsvc.domain.errors import Cancelled
 from segsvc.service_layer.reads import Reads
 from segsvc.service_layer.users import Users
 
@@ -45,7 +46,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self, request_iterator: Iterator[pb.ImportUsersRequest], context: grpc.ServicerContext
     ) -> pb.ImportUsersResponse:
         result = self.users.import_users(
-            (message.user_ids for message in request_iterator), current_account_id()
+            _client_stream(request_iterator), current_account_id(), context.is_active
         )
         return pb.ImportUsersResponse(
             received_count=result.received,
@@ -106,3 +107,13 @@ def add_to_server(servicer: UserServicer, server: grpc.Server) -> None:
     """Register UserService like the generated function, the reads sending bytes as is."""
     # grpc-stubs predates add_registered_method_handlers: the registrar has both methods
     pb_grpc.add_UserServiceServicer_to_server(servicer, cast(grpc.Server, _Registrar(server)))
+
+
+def _client_stream(requests: Iterator[pb.ImportUsersRequest]) -> Iterator[Sequence[int]]:
+    """The ids of each message; a client that cancels makes grpcio's iterator raise a
+    bare RpcError, which here becomes what it means rather than an INTERNAL."""
+    try:
+        for message in requests:
+            yield message.user_ids
+    except grpc.RpcError:
+        raise Cancelled("the client cancelled the stream; nothing was imported") from None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from segsvc.domain.clock import Clock
-from segsvc.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from segsvc.domain.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound
 from segsvc.domain.history import segments_at
 from segsvc.domain.imports import check_chunk
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
@@ -63,8 +63,18 @@ class Users:
 
         return self._transactions.write(account_id, lock, change)
 
-    def import_users(self, chunks: Iterable[Sequence[int]], account_id: int | None) -> ImportResult:
-        """Register many ids in one transaction: all of them, or none if any is invalid."""
+    def import_users(
+        self,
+        chunks: Iterable[Sequence[int]],
+        account_id: int | None,
+        still_wanted: Callable[[], bool] = lambda: True,
+    ) -> ImportResult:
+        """Register many ids in one transaction: all of them, or none if any is invalid.
+
+        Commits only if `still_wanted()` right before the commit: a client stream that
+        ended because the server is stopping (grpcio then ends the iteration as if the
+        client had half-closed) or because the caller went away imports nothing.
+        """
 
         def validated() -> Iterable[Sequence[int]]:
             for number, chunk in enumerate(chunks):
@@ -81,9 +91,12 @@ class Users:
         with self.db.transaction() as conn:
             # The stream cannot be read twice: only the registration after it is retried.
             received = users.copy_import(conn, validated())
-            return in_savepoint(
+            result = in_savepoint(
                 conn, lambda: locked_write(conn, self.clock, account_id, lock, change)
             )
+            if not still_wanted():
+                raise Cancelled("the stream ended before the client half-closed it")
+        return result
 
     def update(
         self,
