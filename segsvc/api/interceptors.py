@@ -9,6 +9,9 @@ that each concern is applied exactly once per RPC and no servicer repeats it:
   so a newly added RPC is closed by default; health checking and reflection live
   outside the package and stay public;
 - exceptions become statuses through api.status_mapping, never UNKNOWN;
+- a request that is not a valid protobuf message (corrupt wire data, a string field that
+  is not UTF-8) is INVALID_ARGUMENT: grpcio itself would answer INTERNAL and log a
+  traceback, so the deserializer is wrapped to hand the failure to the call instead;
 - one set of metrics per call, with the request id returned to the caller in trailing
   metadata; an access log line only for every `access_log_every`-th call (0: none), as
   one JSON line per call cost more CPU than the rest of the bookkeeping together.
@@ -30,10 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from segsvc.api.call_context import CURRENT_CALL, CallInfo
 from segsvc.api.status_mapping import MappedStatus, map_exception
-from segsvc.domain.errors import PermissionDenied, Unauthenticated
+from segsvc.domain.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from segsvc.domain.roles import AccessRule
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.authentication import Authenticator
@@ -49,6 +53,42 @@ _ID_COUNTER = itertools.count()
 log = structlog.get_logger("segsvc.rpc")
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
+Deserializer = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request message that could not be parsed (see _tolerant)."""
+
+    reason: str
+
+
+def _tolerant(deserializer: Deserializer | None) -> Deserializer | None:
+    """A deserializer that returns _Undecodable instead of raising on bad input."""
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def decode(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    return decode
+
+
+def _decoded(request: Any, field: str = "request") -> Any:
+    """The request, or INVALID_ARGUMENT when it could not be parsed."""
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument.single(field, f"not a valid protobuf message: {request.reason}")
+    return request
+
+
+def _decoded_stream(requests: Iterator[Any]) -> Iterator[Any]:
+    """A client stream whose unparseable message ends the call with INVALID_ARGUMENT."""
+    for number, request in enumerate(requests):
+        yield _decoded(request, f"request (message {number})")
 
 
 @dataclass(frozen=True)
@@ -95,42 +135,43 @@ class ServerInterceptor(_Interceptor):
         return wrapped
 
     def _wrap(self, method: str, handler: _Handler) -> _Handler:
+        decode = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary),
-                handler.request_deserializer,
+                self._unary(method, handler.unary_unary, _decoded),
+                decode,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, handler.stream_unary),
-                handler.request_deserializer,
+                self._unary(method, handler.stream_unary, _decoded_stream),
+                decode,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, handler.unary_stream),
-                handler.request_deserializer,
+                self._streaming(method, handler.unary_stream, _decoded),
+                decode,
                 handler.response_serializer,
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, handler.stream_stream),
-            handler.request_deserializer,
+            self._streaming(method, handler.stream_stream, _decoded_stream),
+            decode,
             handler.response_serializer,
         )
 
-    def _unary(self, method: str, behavior: Behavior) -> Behavior:
+    def _unary(self, method: str, behavior: Behavior, accept: Callable[[Any], Any]) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             with self._serving(method, context):
-                return behavior(request, context)
+                return behavior(accept(request), context)
 
         return wrapped
 
-    def _streaming(self, method: str, behavior: Behavior) -> Behavior:
+    def _streaming(self, method: str, behavior: Behavior, accept: Callable[[Any], Any]) -> Behavior:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with self._serving(method, context):
-                yield from behavior(request, context)
+                yield from behavior(accept(request), context)
 
         return wrapped
 

@@ -124,12 +124,13 @@ def test_report_periods_out_of_range(
         assert sorted(f for f, _ in field_violations(error)) == fields
 
 
-def test_nul_in_account_names(channel: grpc.Channel, names: Names) -> None:
+def test_nul_in_account_names(channel: grpc.Channel, auth_metadata: Metadata, names: Names) -> None:
     auth = auth_grpc.AuthServiceStub(channel)
     username = f"nul-{names.tag.lower()}"
     error = rejected(
         lambda: auth.SignUp(
-            auth_pb.SignUpRequest(name="Eve\x00", username=username, password="password-1")
+            auth_pb.SignUpRequest(name="Eve\x00", username=username, password="password-1"),
+            metadata=auth_metadata,
         )
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -285,3 +286,37 @@ def test_many_invalid_fields_give_a_readable_invalid_argument(
     assert (error.details() or "").startswith("remove[0]: ")
     assert (error.details() or "").endswith(" more)")
     assert truncation(error) == {"total": "300", "listed": str(len(fields))}
+
+
+CORRUPT = [
+    b"\x0a\x02\xff\xfe",  # field 1, a string that is not UTF-8
+    b"\xff\xff\xff",  # not protobuf wire format at all
+    b"\x0a\x80\x80\x80\x80\x10",  # a length beyond the message
+]
+
+
+@pytest.mark.parametrize("raw", CORRUPT, ids=repr)
+def test_requests_that_are_not_protobuf(
+    channel: grpc.Channel, auth_metadata: Metadata, raw: bytes
+) -> None:
+    """Before parsing there is no field to name; the answer still says what is wrong."""
+
+    def same(data: bytes) -> bytes:
+        return data
+
+    calls: list[Callable[[], object]] = [
+        # Unauthenticated, like any caller on the network.
+        lambda: channel.unary_unary("/segmentation.v1.AuthService/SignIn", same, same)(raw),
+        lambda: list(
+            channel.unary_stream("/segmentation.v1.SegmentService/ListSegmentUsers", same, same)(
+                raw, metadata=auth_metadata
+            )
+        ),
+        lambda: channel.stream_unary("/segmentation.v1.UserService/ImportUsers", same, same)(
+            iter([b"\x0a\x01\x07", raw]), metadata=auth_metadata
+        ),
+    ]
+    for call in calls:
+        error = rejected(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert "not a valid protobuf message" in (error.details() or "")
