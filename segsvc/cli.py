@@ -8,9 +8,11 @@ a traceback: they are operator errors, not bugs.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -20,11 +22,15 @@ from pydantic import ValidationError
 from segsvc import accounts_cli
 from segsvc.config import Settings
 from segsvc.observability.logs import configure_logging
-from segsvc.server import SegsvcServer, StartupError
+from segsvc.server import ProcessRole, SegsvcServer, StartupError, resolve_jwt_secret
 from segsvc.store import migrations
 from segsvc.store.embedded import start_embedded
+from segsvc.supervisor import PortTaken, Supervisor
 
 log = structlog.get_logger("segsvc")
+
+# How often a worker checks that its supervisor is still there.
+ORPHAN_CHECK_SECONDS = 1.0
 
 
 def _settings() -> Settings:
@@ -52,10 +58,35 @@ def _database_url(settings: Settings) -> tuple[str, Any]:
 
 
 def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT, then shut down gracefully and return 0."""
+    """Run until SIGTERM/SIGINT, then shut down gracefully and return 0: one process
+    when SEGSVC_PROCESSES is 1, otherwise that many workers under the supervisor."""
+    count = settings.process_count
+    if count > 1:
+        resolve_jwt_secret(settings)  # checked (and in dev mode generated) once, here
+        url, _embedded = _database_url(settings)
+        try:
+            supervisor = Supervisor(settings, count, url if settings.embedded else None)
+            return supervisor.run()
+        except PortTaken as exc:
+            raise StartupError(str(exc)) from None
     url, _embedded = _database_url(settings)
-    server = SegsvcServer(settings, url)
+    return _run(SegsvcServer(settings, url), lambda: False)
+
+
+def serve_worker(settings: Settings, index: int, ready_fd: int) -> int:
+    """One worker behind the supervisor: serve, say so on `ready_fd`, and stop on
+    SIGTERM or when the supervisor is gone (a worker must not outlive it)."""
+    parent = os.getppid()
+    url = settings.database_url.get_secret_value() if settings.database_url else ""
+    server = SegsvcServer(settings, url, role=ProcessRole.for_worker(index))
+    return _run(server, lambda: os.getppid() != parent, ready_fd)
+
+
+def _run(server: SegsvcServer, orphaned: Callable[[], bool], ready_fd: int = -1) -> int:
     server.start()
+    if ready_fd >= 0:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -64,7 +95,10 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    while not stop.wait(ORPHAN_CHECK_SECONDS):
+        if orphaned():
+            log.warning("supervisor_gone")
+            break
     server.stop()
     return 0
 
@@ -87,12 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         "--to", type=int, default=None, help="target version (default: newest; 0 = empty)"
     )
     accounts_cli.add_parser(commands)
+    worker_cmd = commands.add_parser(
+        "worker", help="one worker process of `segsvc serve` (started by its supervisor)"
+    )
+    worker_cmd.add_argument("index", type=int)
+    worker_cmd.add_argument("ready_fd", type=int)
     args = parser.parse_args(argv)
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     try:
         if args.command == "serve":
             return serve(settings)
+        if args.command == "worker":
+            return serve_worker(settings, args.index, args.ready_fd)
         if args.command == "accounts":
             url, _embedded = _database_url(settings)
             return accounts_cli.run(args, settings, url)

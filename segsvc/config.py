@@ -7,6 +7,7 @@ manifests can be checked against a single source (see tests/unit/test_deploy_fil
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=16, ge=1, description="Maximum database connections.")
     pool_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Wait for a free connection before UNAVAILABLE."
+    )
+    processes: int = Field(
+        default=0,
+        ge=0,
+        description="Worker processes sharing the gRPC port under one supervisor; "
+        "0: one per CPU; 1: a single process, no supervisor.",
     )
     grpc_workers: int = Field(default=16, ge=1, description="Threads serving RPCs.")
     bcrypt_rounds: int = Field(default=12, ge=4, le=16, description="bcrypt cost factor.")
@@ -133,6 +140,12 @@ class Settings(BaseSettings):
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not host:port (host may be empty)")
         return value
+
+    @property
+    def process_count(self) -> int:
+        """How many serving processes `segsvc serve` runs (`processes`; 0: the CPUs this
+        process may run on, which respects a cpuset, unlike os.cpu_count())."""
+        return self.processes or len(os.sched_getaffinity(0)) or 1
 
     @property
     def embedded(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
@@ -99,6 +100,31 @@ def _split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - listen address
 
 
+@dataclass(frozen=True)
+class ProcessRole:
+    """What this process does beside serving gRPC. A single `segsvc serve` does it all;
+    behind the supervisor (segsvc.supervisor) the workers share the gRPC port with
+    SO_REUSEPORT and only worker 0 serves the HTTP port and runs the expiry sweeper, so
+    that the side port is served once and one sweeper runs at a time."""
+
+    worker: int | None = None
+    serve_http: bool = True
+    run_sweeper: bool = True
+
+    @property
+    def reuse_port(self) -> bool:
+        """True for a worker: its gRPC port is shared with its siblings."""
+        return self.worker is not None
+
+    @classmethod
+    def for_worker(cls, index: int) -> ProcessRole:
+        """The role of worker `index` behind the supervisor."""
+        return cls(worker=index, serve_http=index == 0, run_sweeper=index == 0)
+
+
+SINGLE_PROCESS = ProcessRole()
+
+
 class SegsvcServer:
     """One segsvc process's serving parts."""
 
@@ -107,8 +133,10 @@ class SegsvcServer:
         settings: Settings,
         database_url: str,
         clock: Clock = system_clock,
+        role: ProcessRole = SINGLE_PROCESS,
     ) -> None:
         self.settings = settings
+        self.role = role
         self.database_url = database_url
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
@@ -143,13 +171,16 @@ class SegsvcServer:
         self.reads = Reads(self.db, clock, self.read_cache, messages.encoded_user_segments)
         self.segments = Segments(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
-        try:
-            self.http = HttpEndpoints(http_host, http_port)
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on SEGSVC_HTTP_ADDR={settings.http_addr}: {exc.strerror}"
-            ) from None
-        self.http_port = self.http.port
+        self.http: HttpEndpoints | None = None
+        self.http_port = http_port
+        if role.serve_http:
+            try:
+                self.http = HttpEndpoints(http_host, http_port)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on SEGSVC_HTTP_ADDR={settings.http_addr}: {exc.strerror}"
+                ) from None
+            self.http_port = self.http.port
         public_host = "localhost" if http_host in ("0.0.0.0", "::") else http_host  # noqa: S104
         self.reports = ReportService(
             self.db,
@@ -163,13 +194,14 @@ class SegsvcServer:
             settings.health_check_interval_seconds,
             settings.migrations_dir,
         )
-        self.http.route(
-            self.metrics,
-            self.reports,
-            signer,
-            self.health.readiness_problem,
-            settings.metrics_token.get_secret_value() if settings.metrics_token else None,
-        )
+        if self.http is not None:
+            self.http.route(
+                self.metrics,
+                self.reports,
+                signer,
+                self.health.readiness_problem,
+                settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+            )
         self.sweeper = ExpirySweeper(
             self.db,
             clock,
@@ -192,7 +224,7 @@ class SegsvcServer:
                 ServerInterceptor(self.authenticator, self.access, self.metrics, s.access_log_every)
             ],
             options=[
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self.role.reuse_port)),
                 ("grpc.keepalive_time_ms", s.keepalive_time_ms),
                 ("grpc.keepalive_timeout_ms", s.keepalive_timeout_ms),
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -257,14 +289,17 @@ class SegsvcServer:
         if self.settings.cache_users:
             self.cache_listener.start()
         self.health.start()
-        self.sweeper.start()
-        self.http.start()
+        if self.role.run_sweeper:
+            self.sweeper.start()
+        if self.http is not None:
+            self.http.start()
         self.grpc_server.start()
         log.info(
-            "serving",
+            "serving" if self.role.worker is None else "worker_serving",
             grpc_port=self.grpc_port,
-            http_port=self.http_port,
+            http_port=self.http_port if self.http is not None else None,
             tls=bool(self.settings.tls_cert),
+            **({} if self.role.worker is None else {"worker": self.role.worker}),
         )
 
     def stop(self, grace: float | None = None) -> None:
@@ -276,7 +311,8 @@ class SegsvcServer:
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
         self.cache_listener.stop()
-        self.http.stop()
+        if self.http is not None:
+            self.http.stop()
         self.password_work.shutdown()
         self.db.close()
         log.info("stopped")

@@ -89,7 +89,7 @@ def _handler_class(
                     self._text(HTTPStatus.OK, "ready\n")
             elif url.path == "/metrics":
                 if self._metrics_allowed():
-                    body = generate_latest(metrics.registry)
+                    body = generate_latest(metrics.exposed)
                     self._send(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
                 else:
                     self._text(HTTPStatus.UNAUTHORIZED, "metrics need a bearer token\n")

@@ -2,17 +2,30 @@
 
 RPC metrics are recorded by the server interceptor, never by servicers; pool metrics
 are read from psycopg_pool at scrape time, so they cost nothing between scrapes.
+
+Behind the multi-process supervisor (segsvc.supervisor) every worker records into
+prometheus-client's multiprocess files (PROMETHEUS_MULTIPROC_DIR, set by the supervisor
+before a worker starts), and the one worker that serves HTTP exposes the sum over all
+workers, dead ones' counters included. Gauges then say how they combine (`livesum`:
+in-flight calls and pool sizes of the live workers add up; `livemin`: the cache is
+usable only if every worker listens), and pool statistics, which another process
+cannot read at scrape time, are published by each worker every second instead.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
 
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+POOL_PUBLISH_SECONDS = 1.0
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -22,6 +35,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV) or None
+        self.exposed = self.registry
+        if self.multiprocess_dir:
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed, self.multiprocess_dir)  # type: ignore[no-untyped-call]
         self._finished: dict[tuple[str, str], Counter] = {}
         self._latencies: dict[str, Histogram] = {}
         self.requests = Counter(
@@ -41,6 +59,7 @@ class Metrics:
             "segsvc_grpc_in_flight_requests",
             "RPCs being handled right now.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.expired_swept = Counter(
             "segsvc_expired_memberships_swept",
@@ -66,8 +85,10 @@ class Metrics:
         )
         self.cache_listening = Gauge(
             "segsvc_cache_listening",
-            "1 while this process listens for other processes' changes (cache usable).",
+            "1 while this process listens for other processes' changes (cache usable);"
+            " behind the supervisor, 1 only while every worker listens.",
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.sweep_errors = Counter(
             "segsvc_expiry_sweep_errors",
@@ -92,8 +113,31 @@ class Metrics:
         histogram.observe(seconds)
 
     def watch_pool(self, pool: ConnectionPool) -> None:
-        """Export the pool's live statistics."""
-        self.registry.register(_PoolCollector(pool))
+        """Export the pool's live statistics: read at scrape time in a single process,
+        published every second by each worker behind the supervisor (summed)."""
+        if not self.multiprocess_dir:
+            self.registry.register(_PoolCollector(pool))
+            return
+        gauges = {
+            name: Gauge(name, help_text, registry=self.registry, multiprocess_mode="livesum")
+            for name, help_text in _POOL_GAUGES.items()
+        }
+
+        def publish() -> None:
+            while True:
+                for family in _PoolCollector(pool).collect():
+                    gauges[family.name].set(family.samples[0].value)
+                time.sleep(POOL_PUBLISH_SECONDS)
+
+        threading.Thread(target=publish, name="pool-metrics", daemon=True).start()
+
+
+_POOL_GAUGES = {
+    "segsvc_db_pool_size": "Open connections.",
+    "segsvc_db_pool_in_use": "Connections lent out.",
+    "segsvc_db_pool_waiting": "Requests waiting for a connection.",
+    "segsvc_db_pool_max_size": "Configured maximum.",
+}
 
 
 class _PoolCollector(Collector):

@@ -110,9 +110,12 @@ class ServerProcess:
 
 
 def child_env(**settings: str) -> dict[str, str]:
-    """The current environment without SEGSVC_* variables, plus `settings`."""
+    """The current environment without SEGSVC_* variables, plus `settings`; one serving
+    process unless SEGSVC_PROCESSES is given (the supervisor has its own tests, and a
+    worker per CPU in every process test would double their cost)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSVC_")}
     env.update(settings)
+    env.setdefault("SEGSVC_PROCESSES", "1")
     return env
 
 

@@ -1,0 +1,154 @@
+"""`segsvc serve` with several worker processes on one port behaves as one server: both
+workers answer on the same port, /metrics counts the calls of both, a killed worker is
+replaced, SIGTERM drains all and exits 0, and a taken port is refused once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from segsvc.api.interceptors import REQUEST_ID_KEY
+from tests.support.servers import JWT_SECRET, SEGSVC, ServerProcess, child_env, start_process
+
+CHECK = "/grpc.health.v1.Health/Check"
+# A generated request id is a per-process random prefix (16 hex digits) and a counter.
+PREFIX = 16
+
+
+def _workers(supervisor: int) -> set[int]:
+    children: set[int] = set()
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        children |= {int(pid) for pid in (task / "children").read_text().split()}
+    return children
+
+
+def _answering_processes(port: int, connections: int) -> set[str]:
+    """Request-id prefixes (one per serving process) seen over fresh connections."""
+    seen: set[str] = set()
+    for _ in range(connections):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            _, call = health_pb2_grpc.HealthStub(channel).Check.with_call(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            trailing = dict(call.trailing_metadata() or ())
+            seen.add(str(trailing[REQUEST_ID_KEY])[:PREFIX])
+    return seen
+
+
+def _checks_counted(server: ServerProcess) -> float:
+    url = f"http://127.0.0.1:{server.http_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "segsvc_grpc_requests_total" and sample.labels["method"] == CHECK
+    )
+
+
+def _wait(condition: object, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_two_workers_share_one_port_and_act_as_one_server(database_url: str) -> None:
+    server = start_process(
+        child_env(
+            SEGSVC_DATABASE_URL=database_url,
+            SEGSVC_JWT_SECRET=JWT_SECRET,
+            SEGSVC_GRPC_ADDR="127.0.0.1:0",
+            SEGSVC_HTTP_ADDR="127.0.0.1:0",
+            SEGSVC_PROCESSES="2",
+        )
+    )
+    try:
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2
+        # SO_REUSEPORT spreads connections by their addresses: over 16 fresh connections
+        # both workers answer (all on one would have probability 2**-15).
+        assert len(_answering_processes(server.grpc_port, 16)) == 2
+        # One /metrics, summing both workers' counts.
+        assert _checks_counted(server) == 16
+
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        assert _wait(lambda: len(_workers(server.process.pid) - {victim}) == 2)
+        assert victim not in _workers(server.process.pid)
+        # The replacement serves (two distinct processes answer again), and the killed
+        # worker's counts stay in the sum.
+        assert _wait(lambda: len(_answering_processes(server.grpc_port, 8)) == 2)
+        assert _checks_counted(server) >= 24
+    finally:
+        status = server.terminate()
+    assert status == 0
+    assert not any(pid_alive(pid) for pid in workers)
+    events = "".join(server.log)
+    assert "worker_exited" in events
+    assert events.count('"event": "serving"') == 1
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie awaiting its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_taken_port_is_refused_by_the_supervisor(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [SEGSVC, "serve"],
+            env=child_env(
+                SEGSVC_DATABASE_URL=database_url,
+                SEGSVC_JWT_SECRET=JWT_SECRET,
+                SEGSVC_GRPC_ADDR=f"127.0.0.1:{port}",
+                SEGSVC_HTTP_ADDR="127.0.0.1:0",
+                SEGSVC_PROCESSES="2",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"SEGSVC_GRPC_ADDR=127.0.0.1:{port}" in result.stderr
+
+
+def test_a_worker_that_cannot_start_ends_the_start_up() -> None:
+    """An unreachable database: the workers fail before serving, and so does `serve`,
+    with a status and one line, instead of replacing workers forever."""
+    env = child_env(
+        SEGSVC_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+        SEGSVC_JWT_SECRET=JWT_SECRET,
+        SEGSVC_GRPC_ADDR="127.0.0.1:0",
+        SEGSVC_HTTP_ADDR="127.0.0.1:0",
+        SEGSVC_PROCESSES="2",
+    )
+    result = subprocess.run(
+        [SEGSVC, "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "segsvc: cannot start" in result.stderr
