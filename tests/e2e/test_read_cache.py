@@ -5,6 +5,7 @@ when a read races an invalidation, not while the listening connection is lost.""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,9 @@ from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.cache.read_cache import ReadCache
 from segsvc.server import SegsvcServer
+from segsvc.store import change_notices
 from tests.support.api import create_segments, slugs_of, update
 from tests.support.clock import MovableClock
 from tests.support.names import Names
@@ -65,6 +68,20 @@ def test_a_repeated_read_is_a_hit_and_a_write_shows_at_once(
     assert batch(users, auth_metadata, [uid]) == [[b]]
 
 
+def remove_elsewhere(db: psycopg.Connection[Any], cache: ReadCache, uid: int) -> None:
+    """End the user's memberships as another process would: in one transaction with its
+    notice (no history rows: the test's own user), then wait for the notice to arrive."""
+    before = cache.ticket()
+    with db.transaction():
+        db.execute("DELETE FROM memberships WHERE user_id = %s", (uid,))
+        db.execute("SELECT pg_notify(%s, %s)", (change_notices.CHANNEL, f"elsewhere u:{uid}"))
+    deadline = time.monotonic() + 5
+    while cache.ticket() == before:
+        assert time.monotonic() < deadline, "the notice never arrived"
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("writer", ["this process", "another process"])
 def test_a_read_overtaken_by_an_invalidation_is_not_stored(
     listening: SegsvcServer,
     users: user_grpc.UserServiceStub,
@@ -72,10 +89,13 @@ def test_a_read_overtaken_by_an_invalidation_is_not_stored(
     auth_metadata: Metadata,
     names: Names,
     monkeypatch: pytest.MonkeyPatch,
+    db: psycopg.Connection[Any],
+    writer: str,
 ) -> None:
     """The classic race, forced: a read queries the database, the user's membership
-    changes and the invalidation is applied, and only then does the read try to fill
-    the cache with what it saw before. The fill must be refused."""
+    changes and the invalidation is applied (after this process's own commit, or from
+    another process's notice), and only then does the read try to fill the cache with
+    what it saw before. The fill must be refused."""
     uid, slug = names.user_id(), names.slug("RACE")
     create_segments(segments, auth_metadata, slug)
     update(users, auth_metadata, uid, add=[slug])
@@ -98,7 +118,10 @@ def test_a_read_overtaken_by_an_invalidation_is_not_stored(
     racing = threading.Thread(target=lambda: answers.append(read(users, auth_metadata, uid)))
     racing.start()
     assert queried.wait(10)
-    update(users, auth_metadata, uid, remove=[slug])  # commits, invalidates
+    if writer == "this process":
+        update(users, auth_metadata, uid, remove=[slug])  # commits, invalidates
+    else:
+        remove_elsewhere(db, cache, uid)
     released.set()
     racing.join(10)
 
