@@ -59,6 +59,8 @@ class Segments:
         def lock(conn: Connection) -> None:
             if basis_points:
                 segments.freeze_registrations(conn)
+            if segments.wait_for_slug(conn, slug):
+                raise AlreadyExists("segment", slug)
 
         def change(changes: MembershipChanges, _: None) -> Segment:
             segment = segments.create(

@@ -37,6 +37,8 @@ that still happens is retried by the service layer):
    (`segments.lock_live`, `segments.lock_rollouts`), which do not conflict with each
    other; FOR UPDATE by DeleteSegment (`segments.lock_for_delete`), which therefore
    waits for every running change of that segment and makes later ones see it deleted.
+   CreateSegment takes FOR KEY SHARE on a live segment of its slug
+   (`segments.wait_for_slug`), so it is dated after a deletion of that slug it waited for.
 4. Membership rows, taken by the statement below. The expiry sweeper takes only these,
    with SKIP LOCKED, so it never waits for (or delays) a user's change.
 

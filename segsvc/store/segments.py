@@ -117,6 +117,21 @@ def lock_rollouts(conn: Connection) -> list[Rollout]:
     return [Rollout(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
+def wait_for_slug(conn: Connection, slug: str) -> bool:
+    """Before creating `slug`: wait for a DeleteSegment of it that is running, and say
+    whether a live segment still holds it.
+
+    FOR KEY SHARE conflicts with the deletion's FOR UPDATE, so a create that meets a
+    deletion in progress waits for it here, before its clock is read, and is dated
+    after it; otherwise its INSERT would wait on the unique index with an older "now"
+    and the re-created segment's history would start before the old one's ended.
+    """
+    row = conn.execute(
+        "SELECT 1 FROM segments WHERE slug = %s AND deleted_at IS NULL FOR KEY SHARE", (slug,)
+    ).fetchone()
+    return row is not None
+
+
 def lock_for_delete(conn: Connection, slug: str) -> Segment | None:
     """The live segment with this slug, locked against concurrent membership writes."""
     cur = conn.cursor(row_factory=_SEGMENT_ROW)

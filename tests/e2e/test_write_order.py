@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+import grpc
 import psycopg
 
 from segmentation.v1 import segment_service_pb2 as seg_pb
@@ -166,3 +167,54 @@ def test_overlapping_imports_all_succeed(
             results = list(pool.map(run, batches))
         assert [r.received_count for r in results] == [len(b) for b in batches]
         assert sum(r.created_count for r in results) == len(ids)
+
+
+def test_create_that_read_the_clock_before_a_delete_of_its_slug_is_not_dated_before_it(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    clock: MovableClock,
+) -> None:
+    """Re-creating a slug while it is being deleted: found by the soak
+    (tests/e2e/test_soak.py). A create that read its clock before the deletion of the
+    old segment committed must not insert after it with that older instant, or the
+    history of (user, slug) reads add, add, remove."""
+    slug = names.slug("RECREATE")
+    create_segments(segments, auth_metadata, slug)
+    uid = names.user_id()
+    update(users, auth_metadata, uid, add=[slug])
+
+    held = clock.hold_next_read("segsvc.service_layer.transactions")
+    creating = segments.CreateSegment.future(
+        seg_pb.CreateSegmentRequest(slug=slug, auto_percent=100),
+        metadata=auth_metadata,
+        timeout=30,
+    )
+    try:
+        # Either the create has read its clock and waits, or it has already answered
+        # (then nothing may stay held: the delete below reads the clock too).
+        while not (held.reached.wait(0.01) or creating.done()):
+            pass
+        if not held.reached.is_set():
+            clock.reset()
+        clock.advance(timedelta(minutes=1))
+        segments.DeleteSegment(seg_pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata)
+    finally:
+        held.release.set()
+        clock.reset()
+    failure = creating.exception()
+    if failure is not None:
+        assert isinstance(failure, grpc.RpcError)
+        assert failure.code() == grpc.StatusCode.ALREADY_EXISTS, failure
+    recreated = failure is None
+
+    current = slugs_of(
+        users.GetUserSegments(pb.GetUserSegmentsRequest(user_id=uid), metadata=auth_metadata).user
+    )
+    # (Rollouts of other tests may enrol the user too: only this slug matters.)
+    assert [s for s in current if s == slug] == ([slug] if recreated else [])
+    events = month_events(segments, auth_metadata, uid, clock() + timedelta(minutes=1))
+    operations = [op for _, slug_, op in sorted(events) if slug_ == slug]
+    assert operations == ["add", "remove", "add"][: len(operations)]
+    assert (operations[-1] == "add") == recreated

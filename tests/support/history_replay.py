@@ -59,8 +59,8 @@ def read_report(
     last: datetime,
     timeout: float = 30,
 ) -> list[HistoryRow]:
-    """The report rows of `user_ids` for every month from `first` to `last`, in report
-    order (each month is ordered by time; the months follow each other)."""
+    """The report rows of `user_ids` for every month from `first` to `last`: one report
+    per month and 100 users, each checked to be ordered by time, concatenated."""
     rows: list[HistoryRow] = []
     ids = sorted(set(user_ids))
     for year, month in months_between(first, last):
@@ -72,6 +72,8 @@ def read_report(
                 timeout=timeout,
             )
             part = parse_report(b"".join(c.chunk for c in chunks).decode())
+            times = [r.at for r in part]
+            assert times == sorted(times), f"report {year}-{month:02d} not ordered by time"
             rows.extend(part)
     return rows
 
