@@ -12,8 +12,9 @@ from segsvc.domain.history import segments_at
 from segsvc.domain.imports import check_chunk
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
 from segsvc.domain.models import ActiveSegment
+from segsvc.domain.request_ids import Replayed
 from segsvc.domain.user_ids import require_user_id
-from segsvc.service_layer.transactions import Transactions, in_savepoint, locked_write
+from segsvc.service_layer.transactions import Once, Transactions, in_savepoint, locked_write
 from segsvc.store import history, memberships, segments, users
 from segsvc.store.database import Connection, Database
 from segsvc.store.membership_changes import MembershipChanges, Rollout
@@ -68,7 +69,8 @@ class Users:
         chunks: Iterable[Sequence[int]],
         account_id: int | None,
         still_wanted: Callable[[], bool] = lambda: True,
-    ) -> ImportResult:
+        once: Once[ImportResult] | None = None,
+    ) -> ImportResult | Replayed:
         """Register many ids in one transaction: all of them, or none if any is invalid.
 
         Commits only if `still_wanted()` right before the commit: a client stream that
@@ -92,7 +94,7 @@ class Users:
             # The stream cannot be read twice: only the registration after it is retried.
             received = users.copy_import(conn, validated())
             result = in_savepoint(
-                conn, lambda: locked_write(conn, self.clock, account_id, lock, change)
+                conn, lambda: locked_write(conn, self.clock, account_id, lock, change, once)
             )
             if not still_wanted():
                 raise Cancelled("the stream ended before the client half-closed it")
@@ -104,7 +106,8 @@ class Users:
         additions: Sequence[RequestedAddition],
         removals: Sequence[str],
         account_id: int | None,
-    ) -> list[ActiveSegment]:
+        once: Once[list[ActiveSegment]] | None = None,
+    ) -> list[ActiveSegment] | Replayed:
         """Apply adds and removes atomically; return the user's segments afterwards."""
         # Checked before any database work; checked again with the transaction's time.
         update = validate_update(user_id, additions, removals, self.clock())
@@ -139,7 +142,7 @@ class Users:
             changes.update_user(user_id, plan)
             return memberships.active_for_user(conn, user_id, now)
 
-        return self._transactions.write(account_id, lock, change)
+        return self._transactions.write_once(account_id, lock, change, once)
 
     def get(self, user_id: int, as_of: datetime | None = None) -> list[ActiveSegment]:
         """Active segments now, or (with `as_of`) at a past instant from history."""
