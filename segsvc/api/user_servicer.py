@@ -19,7 +19,6 @@ from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
 from segsvc.api import messages, request_ids
 from segsvc.api.call_context import current_account_id
-from segsvc.domain.errors import Cancelled
 from segsvc.domain.models import ActiveSegment
 from segsvc.domain.request_ids import RequestKey, parse_request_id
 from segsvc.service_layer.reads import Reads
@@ -138,18 +137,15 @@ class _ImportStream:
         self._digest = hashlib.sha256(pb.ImportUsersRequest.DESCRIPTOR.full_name.encode())
 
     def chunks(self) -> Iterator[Sequence[int]]:
-        """Each message's ids; a client that cancels makes grpcio's iterator raise a bare
-        RpcError, which here becomes what it means rather than an INTERNAL."""
-        try:
-            for number, message in enumerate(self._requests):
-                if number == 0:
-                    self._request_id = parse_request_id(message.request_id)
-                ids = message.user_ids
-                self._digest.update(len(ids).to_bytes(4, "big"))
-                self._digest.update(b"".join(i.to_bytes(8, "big", signed=True) for i in ids))
-                yield ids
-        except grpc.RpcError:
-            raise Cancelled("the client cancelled the stream; nothing was imported") from None
+        """Each message's ids. (A cancelled stream raises StreamCancelled from the
+        interceptor's watch of the request iterator.)"""
+        for number, message in enumerate(self._requests):
+            if number == 0:
+                self._request_id = parse_request_id(message.request_id)
+            ids = message.user_ids
+            self._digest.update(len(ids).to_bytes(4, "big"))
+            self._digest.update(b"".join(i.to_bytes(8, "big", signed=True) for i in ids))
+            yield ids
 
     def key(self) -> RequestKey | None:
         """The stream's request key, once it has been read to its end."""

@@ -71,9 +71,11 @@ class Transactions:
         account_id: int | None,
         lock: Callable[[Connection], L],
         change: Callable[[MembershipChanges, L], T],
+        statement_timeout: float | None = None,
     ) -> T:
-        """One transaction: `lock`, read the clock, `change`; retried on conflicts."""
-        result = self.write_once(account_id, lock, change, None)
+        """One transaction: `lock`, read the clock, `change`; retried on conflicts.
+        `statement_timeout` raises the time limit of its statements (bulk writes)."""
+        result = self.write_once(account_id, lock, change, None, statement_timeout)
         assert not isinstance(result, Replayed)
         return result
 
@@ -83,11 +85,12 @@ class Transactions:
         lock: Callable[[Connection], L],
         change: Callable[[MembershipChanges, L], T],
         once: Once[T] | None,
+        statement_timeout: float | None = None,
     ) -> T | Replayed:
         """Like `write`, applied at most once per request id (when `once` has one)."""
 
         def attempt() -> T | Replayed:
-            with self.db.transaction() as conn:
+            with self.db.transaction(statement_timeout) as conn:
                 return locked_write(conn, self.clock, account_id, lock, change, once)
 
         return retrying(attempt)
