@@ -57,8 +57,6 @@ class Segments:
             return Segment(0, slug, description, basis_points, salt, self.clock(), count)
 
         def lock(conn: Connection) -> None:
-            if basis_points:
-                segments.freeze_registrations(conn)
             if segments.wait_for_slug(conn, slug):
                 raise AlreadyExists("segment", slug)
 
@@ -66,7 +64,15 @@ class Segments:
             segment = segments.create(
                 changes.conn, slug, description, basis_points, salt, changes.now, account_id
             )
-            enrolled = changes.enrol_rollout(segment) if basis_points else 0
+            if not basis_points:
+                return replace(segment, member_count=0)
+            # Everyone registered so far, without holding registration back; then, with
+            # registration held back until commit, whoever registered meanwhile (their
+            # transactions are no older than `horizon`). See store.membership_changes.
+            horizon = segments.registrations_horizon(changes.conn)
+            enrolled = changes.enrol_rollout(segment)
+            segments.freeze_registrations(changes.conn)
+            enrolled += changes.enrol_rollout_since(segment, horizon)
             return replace(segment, member_count=enrolled)
 
         # A rollout enrols every user: its statements grow with the data, so they get the
