@@ -86,7 +86,7 @@ class Users:
             enrolled += changes.enrol_table(users.IMPORTED, late)
             return ImportResult(received, created, enrolled)
 
-        with self.db.transaction() as conn:
+        with self.db.bulk_transaction() as conn:
             # The stream cannot be read twice: only the registration after it is retried.
             decided = segments.live_rollouts(conn)
             received = users.copy_import(conn, validated(), decided)

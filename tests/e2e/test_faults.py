@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -152,15 +153,17 @@ def database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
 
 
-def kill_server_backends(admin_url: str, database: str) -> int:
-    """pg_terminate_backend every segsvc session (pool and cache listener) of `database`."""
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND application_name LIKE 'segsvc%%'"
-            " AND pid <> pg_backend_pid()",
-            (database,),
-        ).fetchall()
+def kill_server_backends(admin: psycopg.Connection[Any], database: str) -> int:
+    """pg_terminate_backend every segsvc session (pool, cache listener, health) of
+    `database`, and no other (other test runs share this PostgreSQL)."""
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = %s AND application_name LIKE 'segsvc%%'"
+        " AND pid <> pg_backend_pid()",
+        (database,),
+    ).fetchall()
+    for (pid,) in rows:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     return len(rows)
 
 
@@ -168,14 +171,17 @@ def test_killed_connections_cost_only_unavailable_and_no_half_write(
     fresh_database: Callable[[], str], admin_url: str, clock: MovableClock, names: Names
 ) -> None:
     url = fresh_database()
-    with private_server(url, clock) as env:
+    with (
+        private_server(url, clock, pool_size=WRITERS) as env,
+        psycopg.connect(admin_url, autocommit=True) as admin,
+    ):
         burst = Burst(env.users, env.metadata, names)
         burst.prepare(env.segments)
         threads = burst.start()
         killed = 0
         for _ in range(8):
             time.sleep(0.15)
-            killed += kill_server_backends(admin_url, database_name(url))
+            killed += kill_server_backends(admin, database_name(url))
         recovery = burst.recover()
         outcomes = burst.finish(threads)
         print(
@@ -196,7 +202,7 @@ def test_unreachable_database_costs_only_unavailable_and_no_half_write(
         pytest.skip("needs PostgreSQL on loopback TCP to put a proxy in front of it")
     with tcp_proxy(url.hostname, url.port) as proxy:
         proxied = url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
-        with private_server(proxied, clock, pool_timeout_seconds=1) as env:
+        with private_server(proxied, clock, pool_size=WRITERS, pool_timeout_seconds=1) as env:
             burst = Burst(env.users, env.metadata, names)
             burst.prepare(env.segments)
             threads = burst.start()
@@ -227,6 +233,7 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_write_whole(
         SEGSVC_GRPC_ADDR="127.0.0.1:0",
         SEGSVC_HTTP_ADDR="127.0.0.1:0",
         SEGSVC_BCRYPT_ROUNDS="4",
+        SEGSVC_POOL_SIZE=str(WRITERS),
     )
     first = start_process(env)
     try:

@@ -446,7 +446,8 @@ def machine_for(
 @pytest.fixture(scope="module")
 def model_server(fresh_database: Callable[[], str], clock: MovableClock) -> Iterator[Any]:
     """A server whose database holds only what the model test put there."""
-    with private_server(fresh_database(), clock) as env:
+    # One call at a time: a small pool leaves the shared PostgreSQL's connections to others.
+    with private_server(fresh_database(), clock, pool_min_size=1, pool_size=4) as env:
         yield env
 
 
