@@ -4,10 +4,15 @@ It is built from segsvc's own pieces - the SQL of store.memberships, TokenServic
 for the JWT, api.messages for the response - over psycopg's AsyncConnectionPool with
 segsvc's session settings, so the server model is what differs. By default an aio
 interceptor repeats the per-call work of segsvc's ServerInterceptor (auth for
-segmentation.v1 methods, a request id in trailing metadata, the same Prometheus metrics,
-the same structlog "rpc" line): otherwise the comparison would credit grpc.aio with
-the cost of that bookkeeping. `--bare` drops the interceptor (the token is checked in
+segmentation.v1 methods, a request id in trailing metadata, the same Prometheus metrics;
+like segsvc by default, no access log line): otherwise the comparison would credit
+grpc.aio with the cost of that bookkeeping. `--bare` drops the interceptor (the token is checked in
 the handler) to show what the bookkeeping costs.
+
+It has segsvc's read cache too (segsvc.cache: the same ReadCache, filled from the same
+query and kept coherent by the same ChangeListener thread, SEGSVC_CACHE_USERS entries),
+and answers with the cached bytes as segsvc does, so the two models are compared on
+the read path as it now is.
 
 Settings come from the same SEGSVC_* variables as segsvc (database URL, JWT secret, pool
 size, log level and format); the flags override them. Ready when gRPC health checking
@@ -28,23 +33,24 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import structlog
 from grpc_health.v1 import _async as health_aio  # what grpc_health.v1.health.aio names
 from grpc_health.v1 import health_pb2_grpc
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from segmentation.v1 import user_service_pb2 as pb
-from segmentation.v1 import user_service_pb2_grpc as pb_grpc
 from segsvc.api import access_rules
-from segsvc.api.interceptors import PROTECTED_PREFIX, QUIET_PREFIXES, REQUEST_ID_KEY
-from segsvc.api.messages import user_segments
+from segsvc.api.interceptors import PROTECTED_PREFIX, REQUEST_ID_KEY
+from segsvc.api.messages import encoded_user_segments
+from segsvc.cache.listener import ChangeListener
+from segsvc.cache.read_cache import ReadCache
 from segsvc.domain.errors import Unauthenticated
 from segsvc.domain.models import ActiveSegment, Reason
 from segsvc.domain.tokens import TokenService
 from segsvc.observability.logs import configure_logging
 from segsvc.observability.metrics import Metrics
 from segsvc.server import CONTRACT_FILES
+from segsvc.service_layer.reads import valid_until
 from segsvc.store.memberships import ACTIVE_FOR_USER
 
 PUBLIC_METHODS = frozenset(
@@ -53,7 +59,6 @@ PUBLIC_METHODS = frozenset(
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
 
-log = structlog.get_logger("segsvc.rpc")
 
 if TYPE_CHECKING:
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -102,7 +107,6 @@ class Bookkeeping(_Interceptor):
 
     def _wrap(self, method: str, behavior: Behavior) -> Behavior:
         protected = method.startswith(PROTECTED_PREFIX) and method not in PUBLIC_METHODS
-        level = "debug" if method.startswith(QUIET_PREFIXES) else "info"
 
         async def wrapped(request: Any, context: _Context) -> Any:
             started = time.perf_counter()
@@ -111,56 +115,72 @@ class Bookkeeping(_Interceptor):
             request_id = request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
             code = grpc.StatusCode.OK
-            account_id = None
             try:
                 if protected:
-                    account_id = self.tokens.verify(_bearer(context))
+                    self.tokens.verify(_bearer(context))
                 return await behavior(request, context)
             except Unauthenticated as exc:
                 code = grpc.StatusCode.UNAUTHENTICATED
                 await context.abort(code, str(exc))
             finally:
-                elapsed = time.perf_counter() - started
                 self.metrics.in_flight.dec()
-                self.metrics.requests.labels(method, code.name).inc()
-                self.metrics.latency.labels(method).observe(elapsed)
-                getattr(log, level)(
-                    "rpc",
-                    method=method,
-                    code=code.name,
-                    duration_ms=round(elapsed * 1000, 3),
-                    account_id=account_id,
-                    request_id=request_id,
-                )
+                self.metrics.rpc_finished(method, code.name, time.perf_counter() - started)
 
         return wrapped
 
 
-class AioUsers(pb_grpc.UserServiceServicer):
-    """GetUserSegments only; with `tokens`, it checks the token itself (bare mode)."""
+class AioUsers:
+    """GetUserSegments only, answered as encoded bytes through the read cache; with
+    `tokens`, it checks the token itself (bare mode)."""
 
     def __init__(
-        self, pool: AsyncConnectionPool[AsyncConnection[Any]], tokens: TokenService | None
+        self,
+        pool: AsyncConnectionPool[AsyncConnection[Any]],
+        tokens: TokenService | None,
+        cache: ReadCache,
     ) -> None:
         self.pool = pool
         self.tokens = tokens
+        self.cache = cache
 
-    async def GetUserSegments(  # noqa: N802 - the generated method name
+    async def get_user_segments(
         self, request: pb.GetUserSegmentsRequest, context: _Context
-    ) -> pb.GetUserSegmentsResponse:
+    ) -> bytes:
+        """segsvc's Reads.user on the event loop."""
         if self.tokens is not None:
             try:
                 self.tokens.verify(_bearer(context))
             except Unauthenticated as exc:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        now = datetime.now(UTC)
+        cached = self.cache.get(request.user_id, now)
+        if cached is not None:
+            return cached
+        ticket = self.cache.ticket()
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(ACTIVE_FOR_USER, (request.user_id, datetime.now(UTC)))
+            cursor = await conn.execute(ACTIVE_FOR_USER, (request.user_id, now))
             rows = await cursor.fetchall()
         segments = [ActiveSegment(r[0], r[1], r[2], Reason(r[3])) for r in rows]
-        return pb.GetUserSegmentsResponse(user=user_segments(request.user_id, segments))
+        encoded = encoded_user_segments(request.user_id, segments)
+        self.cache.fill(request.user_id, ticket, encoded, now, valid_until(segments))
+        return encoded
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        """The UserService handler: request parsed, response bytes sent as they are."""
+        return grpc.method_handlers_generic_handler(
+            "segmentation.v1.UserService",
+            {
+                "GetUserSegments": grpc.unary_unary_rpc_method_handler(
+                    self.get_user_segments,
+                    request_deserializer=pb.GetUserSegmentsRequest.FromString,
+                )
+            },
+        )
 
 
-async def serve(port: int, database_url: str, secret: str, pool_size: int, bare: bool) -> None:
+async def serve(
+    port: int, database_url: str, secret: str, pool_size: int, bare: bool, cache_users: int
+) -> None:
     """Serve until SIGTERM or SIGINT."""
     pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
         database_url,
@@ -175,11 +195,14 @@ async def serve(port: int, database_url: str, secret: str, pool_size: int, bare:
     )
     await pool.open(wait=True)
     tokens = TokenService(secret.encode(), timedelta(hours=1), lambda: datetime.now(UTC))
-    interceptors = [] if bare else [Bookkeeping(tokens, Metrics())]
+    metrics = Metrics()
+    cache = ReadCache(cache_users, metrics)
+    listener = ChangeListener(database_url, cache, own_origin="")
+    if cache_users:
+        listener.start()
+    interceptors = [] if bare else [Bookkeeping(tokens, metrics)]
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
-    # Only GetUserSegments is implemented; the stubs declare every method abstract.
-    users = AioUsers(pool, tokens if bare else None)  # type: ignore[abstract]
-    pb_grpc.add_UserServiceServicer_to_server(users, server)
+    server.add_generic_rpc_handlers((AioUsers(pool, tokens if bare else None, cache).handler(),))
     health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -189,6 +212,7 @@ async def serve(port: int, database_url: str, secret: str, pool_size: int, bare:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(1)
+    listener.stop()
     await pool.close()
 
 
@@ -201,6 +225,9 @@ def main() -> None:
     parser.add_argument(
         "--pool-size", type=int, default=int(os.environ.get("SEGSVC_POOL_SIZE", "16"))
     )
+    parser.add_argument(
+        "--cache-users", type=int, default=int(os.environ.get("SEGSVC_CACHE_USERS", "100000"))
+    )
     parser.add_argument("--bare", action="store_true", help="no interceptor")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args()
@@ -209,7 +236,9 @@ def main() -> None:
     configure_logging(
         os.environ.get("SEGSVC_LOG_FORMAT", "json"), os.environ.get("SEGSVC_LOG_LEVEL", "INFO")
     )
-    coroutine = serve(args.port, args.database_url, args.secret, args.pool_size, args.bare)
+    coroutine = serve(
+        args.port, args.database_url, args.secret, args.pool_size, args.bare, args.cache_users
+    )
     if args.uvloop:
         import uvloop
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import grpc
 
-from bench import bulk, h2load, seed, server_models, targets, traffic
+from bench import bulk, h2load, prewarm, seed, server_models, targets, traffic
 from bench.servers import SEGSVC, Server, free_port, launch
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
@@ -152,6 +152,7 @@ def _measure(args: argparse.Namespace, url: str, report: dict[str, Any]) -> None
         "SEGSVC_TOKEN_TTL_SECONDS": "86400",
         "SEGSVC_LOG_LEVEL": "WARNING",
     }
+    prewarm.install(url)
     logs = Path(tempfile.mkdtemp(prefix="segsvc-bench-"))
     print(f"server logs in {logs}", flush=True)
     server = _segsvc(env, logs, "sign_in")

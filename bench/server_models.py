@@ -78,12 +78,18 @@ class Load:
 
 
 def variants() -> list[Variant]:
-    """segsvc itself (logs off, then a log line per call) and the grpc.aio twin (with
-    segsvc's interceptor work, then bare; on uvloop too when it is installed)."""
+    """segsvc itself in one process (as configured by default, then with an access log
+    line per call) and the grpc.aio twin with the same read cache (with segsvc's
+    interceptor work, then bare; on uvloop too when it is installed)."""
     aio = [sys.executable, "-m", "bench.aio_server"]
+    one = {"SEGSVC_PROCESSES": "1"}
     found = [
-        Variant("threaded segsvc, log WARNING", [SEGSVC, "serve"], {"SEGSVC_LOG_LEVEL": "WARNING"}),
-        Variant("threaded segsvc, log INFO", [SEGSVC, "serve"], {"SEGSVC_LOG_LEVEL": "INFO"}),
+        Variant("threaded segsvc", [SEGSVC, "serve"], {**one, "SEGSVC_LOG_LEVEL": "INFO"}),
+        Variant(
+            "threaded segsvc, access log",
+            [SEGSVC, "serve"],
+            {**one, "SEGSVC_LOG_LEVEL": "INFO", "SEGSVC_ACCESS_LOG_EVERY": "1"},
+        ),
         Variant("grpc.aio, interceptor", aio, {"SEGSVC_LOG_LEVEL": "WARNING"}, port_flag=True),
         Variant("grpc.aio, bare", [*aio, "--bare"], {"SEGSVC_LOG_LEVEL": "WARNING"}, True),
     ]
@@ -112,10 +118,11 @@ def _client(server: Server, method: str, load: Load) -> LoadClient:
     return PythonClient(server.target, load.token, load.concurrency, load.processes)
 
 
-def measure(name: str, server: Server, method: str, load: Load) -> Row:
+def measure(name: str, server: Server, kind: str, load: Load) -> Row:
     """A warm-up round, then the measured round with the server's CPU around it."""
+    method = EMPTY if kind == "empty" else READ
     client = _client(server, method, load)
-    workload = Workload("uniform" if method == READ else "empty", load.users)
+    workload = Workload(kind, load.users)
     try:
         if load.database_url:
             prewarm.prewarm(load.database_url)
@@ -130,7 +137,7 @@ def measure(name: str, server: Server, method: str, load: Load) -> Row:
     cpu = after.cpu_seconds - before.cpu_seconds
     return Row(
         server=name,
-        rpc=method.rsplit("/", 1)[1],
+        rpc=f"{method.rsplit('/', 1)[1]} ({kind})",
         client=client.name,
         calls_per_second=result.calls_per_second,
         p50_ms=result.p50_ms,
@@ -167,10 +174,10 @@ def compare(base_env: dict[str, str], load: Load, logs: Path) -> list[Row]:
     rows: list[Row] = []
     for variant in variants():
         with _running(variant, base_env, logs) as server:
-            for method in (READ, EMPTY):
-                row = measure(variant.name, server, method, load)
+            for kind in ("uniform", "zipf", "empty"):
+                row = measure(variant.name, server, kind, load)
                 print(
-                    f"  {row.server:<32} {row.rpc:<16} {row.calls_per_second:8,.0f} calls/s"
+                    f"  {row.server:<32} {row.rpc:<28} {row.calls_per_second:8,.0f} calls/s"
                     f"  p99 {row.p99_ms:6.1f} ms  {row.cpu_ms_per_1000:6.0f} CPU ms/1k"
                     f"  errors {row.errors}",
                     flush=True,

@@ -127,7 +127,6 @@ def run(
     env: dict[str, str], token: str, url: str, settings: Settings, logs: Path
 ) -> tuple[Startup, list[TrafficRow]]:
     """Start the server, note its start-up, then every workload in turn."""
-    prewarm.install(url)
     server = start(env, settings, logs)
     try:
         _, each = tree_usage(server.pid)
