@@ -9,8 +9,10 @@ RUN python -m venv /opt/segsvc
 COPY pyproject.toml README.md ./
 COPY segsvc ./segsvc
 COPY generated ./generated
+# The client package, for the client commands (`segsvc segment list`, ...) in the image.
+COPY clients/python ./clients/python
 # Runtime dependencies only: not the dev or embedded extras (production uses a real PostgreSQL).
-RUN /opt/segsvc/bin/pip install .
+RUN /opt/segsvc/bin/pip install . ./clients/python
 
 FROM python:3.12-slim
 ENV PATH=/opt/segsvc/bin:$PATH \

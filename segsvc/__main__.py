@@ -1,5 +1,5 @@
 """`python -m segsvc` is the same as the `segsvc` console script."""
 
-from segsvc.cli import main
+from segsvc.entry_point import main
 
 raise SystemExit(main())

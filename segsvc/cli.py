@@ -1,4 +1,5 @@
-"""`segsvc serve | migrate | accounts`: the process entry points.
+"""`segsvc serve | migrate | accounts`: the process entry points (client commands such as
+`segsvc segment` live in cli_commands).
 
 Start-up problems (a bad setting, a missing secret, a port in use, an unreachable
 database) end the process with one clear line on stderr and exit status 2 or 1, never
@@ -19,7 +20,7 @@ import psycopg
 import structlog
 from pydantic import ValidationError
 
-from segsvc import accounts_cli
+from segsvc import accounts_cli, cli_commands
 from segsvc.config import Settings
 from segsvc.observability.logs import configure_logging
 from segsvc.server import ProcessRole, SegsvcServer, StartupError, resolve_jwt_secret
@@ -126,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker_cmd.add_argument("index", type=int)
     worker_cmd.add_argument("ready_fd", type=int)
+    cli_commands.add_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command in cli_commands.COMMANDS:
+        return cli_commands.run(args)
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     try:

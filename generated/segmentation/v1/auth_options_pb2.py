@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"segmentation/v1/auth_options.proto\x12\x0fsegmentation.v1\x1a google/protobuf/descriptor.proto\"\\\n\nAccessRule\x12#\n\x04role\x18\x01 \x01(\x0e\x32\x15.segmentation.v1.Role\x12\x0e\n\x06public\x18\x02 \x01(\x08\x12\x19\n\x11\x61nonymous_allowed\x18\x03 \x01(\x08*N\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_READER\x10\x01\x12\x0f\n\x0bROLE_WRITER\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03:M\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1b.segmentation.v1.AccessRuleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"segmentation/v1/auth_options.proto\x12\x0fsegmentation.v1\x1a google/protobuf/descriptor.proto\"\\\n\nAccessRule\x12#\n\x04role\x18\x01 \x01(\x0e\x32\x15.segmentation.v1.Role\x12\x0e\n\x06public\x18\x02 \x01(\x08\x12\x19\n\x11\x61nonymous_allowed\x18\x03 \x01(\x08*N\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_READER\x10\x01\x12\x0f\n\x0bROLE_WRITER\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03:M\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1b.segmentation.v1.AccessRuleBDZBgithub.com/segsvc/segsvc/clients/go/segmentation/v1;segmentationv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'segmentation.v1.auth_options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'ZBgithub.com/segsvc/segsvc/clients/go/segmentation/v1;segmentationv1'
   _globals['_ROLE']._serialized_start=183
   _globals['_ROLE']._serialized_end=261
   _globals['_ACCESSRULE']._serialized_start=89
