@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, settings: Settings, database_url: str) -> int:
     """Create the account described by `args`; print its id."""
     password = _password()
     migrations.migrate(database_url, settings.migrations_dir)
-    db = Database(database_url, 1, 1, settings.pool_timeout_seconds)
+    db = Database.from_settings(database_url, settings)
     db.open()
     try:
         account_id = create_account(

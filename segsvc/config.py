@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "segsvc"
@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     grpc_addr: str = Field(default="0.0.0.0:50051", description="gRPC listen address.")
     http_addr: str = Field(
         default=":8081", description="HTTP listen address: /metrics, /healthz, /readyz, reports."
+    )
+    http_threads: int = Field(
+        default=4, ge=1, description="Threads answering HTTP requests (probes, metrics, reports)."
+    )
+    http_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An HTTP connection on which nothing is sent or read this long is closed.",
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Open HTTP connections; beyond it new ones wait."
     )
     public_http_url: str | None = Field(
         default=None,
@@ -71,13 +82,43 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Wait for a free connection before UNAVAILABLE."
     )
+    bulk_pool_size: int = Field(
+        default=4,
+        ge=1,
+        description="Streams and bulk work (ListSegmentUsers, StreamHistoryReport, report "
+        "downloads, ImportUsers) that may run at once, each with its own connection from a "
+        "separate pool; beyond it RESOURCE_EXHAUSTED / HTTP 503 at once.",
+    )
+    statement_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest a statement of a unary RPC may run."
+    )
+    bulk_statement_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest one bulk statement may run: a whole import or report COPY.",
+    )
+    idle_in_transaction_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="PostgreSQL ends a session left idle inside a transaction this long.",
+    )
+    stream_idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A stream whose client sends or reads nothing this long is cancelled.",
+    )
+    grpc_workers: int = Field(default=16, ge=2, description="Threads serving RPCs.")
+    grpc_max_concurrent_rpcs: int = Field(
+        default=1000,
+        ge=1,
+        description="RPCs running or queued for a thread; beyond it RESOURCE_EXHAUSTED.",
+    )
     processes: int = Field(
         default=0,
         ge=0,
         description="Worker processes sharing the gRPC port under one supervisor; "
         "0: one per CPU; 1: a single process, no supervisor.",
     )
-    grpc_workers: int = Field(default=16, ge=1, description="Threads serving RPCs.")
     bcrypt_rounds: int = Field(default=12, ge=4, le=16, description="bcrypt cost factor.")
     password_workers: int = Field(
         default=2, ge=1, description="Threads that hash and check passwords (CPU-bound)."
@@ -140,6 +181,24 @@ class Settings(BaseSettings):
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not host:port (host may be empty)")
         return value
+
+    @model_validator(mode="after")
+    def _check_capacity(self) -> Settings:
+        # Streams hold a worker thread for their whole life: they must never be able to
+        # take every thread, or health checks and reads would queue behind them.
+        if self.bulk_pool_size >= self.grpc_workers:
+            raise ValueError(
+                "SEGSVC_BULK_POOL_SIZE must be below SEGSVC_GRPC_WORKERS "
+                f"({self.bulk_pool_size} >= {self.grpc_workers}): "
+                "streams would leave no thread for reads and health checks"
+            )
+        if self.idle_in_transaction_timeout_seconds <= self.stream_idle_timeout_seconds:
+            raise ValueError(
+                "SEGSVC_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS must exceed "
+                "SEGSVC_STREAM_IDLE_TIMEOUT_SECONDS, or a paused stream loses its session "
+                "before it is cancelled cleanly"
+            )
+        return self
 
     @property
     def process_count(self) -> int:

@@ -50,7 +50,8 @@ class HealthMonitor:
 
     def check(self) -> bool:
         """Ping the database once and publish the result; return it."""
-        serving = self.db.ping()
+        # A second try on a fresh connection: a dropped connection is not an outage.
+        serving = self.db.ping() or self.db.ping()
         if serving != self._serving:
             status = (
                 health_pb2.HealthCheckResponse.SERVING

@@ -26,6 +26,7 @@ from segsvc.api import access_rules, messages
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
+from segsvc.api.stream_watchdog import StreamWatchdog
 from segsvc.api.user_servicer import UserServicer, add_to_server
 from segsvc.cache.listener import ChangeListener
 from segsvc.cache.read_cache import ReadCache
@@ -141,15 +142,10 @@ class SegsvcServer:
         secret = resolve_jwt_secret(settings)
         self.metrics = Metrics()
         self.read_cache = ReadCache(settings.cache_users, self.metrics)
-        self.db = Database(
-            database_url,
-            settings.pool_min_size,
-            settings.pool_size,
-            settings.pool_timeout_seconds,
-            on_commit=self._forget_committed,
-        )
+        self.db = Database.from_settings(database_url, settings, self._forget_committed)
         self.cache_listener = ChangeListener(database_url, self.read_cache, self.db.origin)
         self.metrics.watch_pool(self.db.pool)
+        self.stream_watchdog = StreamWatchdog(settings.stream_idle_timeout_seconds)
         self.password_work = PasswordWork(settings.password_workers, settings.password_queue)
         tokens = TokenService(secret, timedelta(seconds=settings.token_ttl_seconds), clock)
         signer = ReportLinkSigner(
@@ -175,7 +171,13 @@ class SegsvcServer:
         self.http_port = http_port
         if role.serve_http:
             try:
-                self.http = HttpEndpoints(http_host, http_port)
+                self.http = HttpEndpoints(
+                    http_host,
+                    http_port,
+                    settings.http_threads,
+                    settings.http_timeout_seconds,
+                    settings.http_max_connections,
+                )
             except OSError as exc:
                 raise StartupError(
                     f"cannot listen on SEGSVC_HTTP_ADDR={settings.http_addr}: {exc.strerror}"
@@ -221,8 +223,18 @@ class SegsvcServer:
         server = grpc.server(
             ThreadPoolExecutor(s.grpc_workers, thread_name_prefix="grpc"),
             interceptors=[
-                ServerInterceptor(self.authenticator, self.access, self.metrics, s.access_log_every)
+                ServerInterceptor(
+                    self.authenticator,
+                    self.access,
+                    self.metrics,
+                    self.stream_watchdog,
+                    s.access_log_every,
+                )
             ],
+            # Beyond this many running or queued calls, RESOURCE_EXHAUSTED at once rather
+            # than an unbounded queue. Streams cannot take every thread: each needs one of
+            # the SEGSVC_BULK_POOL_SIZE bulk slots, fewer than the workers (config.py).
+            maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs,
             options=[
                 ("grpc.so_reuseport", int(self.role.reuse_port)),
                 ("grpc.keepalive_time_ms", s.keepalive_time_ms),
@@ -291,6 +303,7 @@ class SegsvcServer:
         self.health.start()
         if self.role.run_sweeper:
             self.sweeper.start()
+        self.stream_watchdog.start()
         if self.http is not None:
             self.http.start()
         self.grpc_server.start()
@@ -310,6 +323,7 @@ class SegsvcServer:
         self.health.shutdown()
         self.grpc_server.stop(grace).wait()
         self.sweeper.stop()
+        self.stream_watchdog.stop()
         self.cache_listener.stop()
         if self.http is not None:
             self.http.stop()

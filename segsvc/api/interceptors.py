@@ -9,6 +9,8 @@ that each concern is applied exactly once per RPC and no servicer repeats it:
   so a newly added RPC is closed by default; health checking and reflection live
   outside the package and stay public;
 - exceptions become statuses through api.status_mapping, never UNKNOWN;
+- streams are watched by the stream watchdog, which cancels those whose client has
+  gone quiet (api.stream_watchdog);
 - a request that is not a valid protobuf message (corrupt wire data, a string field that
   is not UTF-8) is INVALID_ARGUMENT: grpcio itself would answer INTERNAL and log a
   traceback, so the deserializer is wrapped to hand the failure to the call instead;
@@ -37,6 +39,7 @@ from google.protobuf.message import DecodeError
 
 from segsvc.api.call_context import CURRENT_CALL, CallInfo
 from segsvc.api.status_mapping import MappedStatus, map_exception
+from segsvc.api.stream_watchdog import StreamWatchdog
 from segsvc.domain.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from segsvc.domain.roles import AccessRule
 from segsvc.observability.metrics import Metrics
@@ -113,6 +116,7 @@ class ServerInterceptor(_Interceptor):
     authenticator: Authenticator
     access: Mapping[str, AccessRule]
     metrics: Metrics
+    watchdog: StreamWatchdog
     access_log_every: int = 0
     _wrapped: dict[str, _Handler] = field(default_factory=dict, init=False, compare=False)
     _calls: Iterator[int] = field(default_factory=itertools.count, init=False, compare=False)
@@ -144,19 +148,19 @@ class ServerInterceptor(_Interceptor):
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, handler.stream_unary, _decoded_stream),
+                self._unary(method, self._watch_requests(handler.stream_unary), _decoded_stream),
                 decode,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, handler.unary_stream, _decoded),
+                self._streaming(method, self._watch_responses(handler.unary_stream), _decoded),
                 decode,
                 handler.response_serializer,
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, handler.stream_stream, _decoded_stream),
+            self._streaming(method, self._watch_both(handler.stream_stream), _decoded_stream),
             decode,
             handler.response_serializer,
         )
@@ -174,6 +178,27 @@ class ServerInterceptor(_Interceptor):
                 yield from behavior(accept(request), context)
 
         return wrapped
+
+    def _watch_requests(self, behavior: Behavior) -> Behavior:
+        def watched(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            with self.watchdog.watch(context) as watch:
+                return behavior(watch.requests(request_iterator), context)
+
+        return watched
+
+    def _watch_responses(self, behavior: Behavior) -> Behavior:
+        def watched(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with self.watchdog.watch(context) as watch:
+                yield from watch.responses(behavior(request, context))
+
+        return watched
+
+    def _watch_both(self, behavior: Behavior) -> Behavior:
+        def watched(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            with self.watchdog.watch(context) as watch:
+                yield from watch.responses(behavior(watch.requests(request_iterator), context))
+
+        return watched
 
     @contextmanager
     def _serving(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:

@@ -3,9 +3,10 @@
 Domain errors carry their meaning; here they get a status code, a message naming the
 field or resource, and google.rpc rich error details (grpcio-status) so that clients
 can read field violations without parsing text. Database trouble becomes UNAVAILABLE
-(retryable), and so do lock conflicts the server has already retried itself
-(service_layer/transactions); anything unexpected becomes INTERNAL with a request id to
-find the traceback in the logs - never UNKNOWN or ABORTED.
+(retryable, and expected: no traceback), and so do lock conflicts the server has already
+retried itself (service_layer/transactions); a full bulk pool is RESOURCE_EXHAUSTED with
+RetryInfo; anything unexpected becomes INTERNAL with a request id to find the traceback
+in the logs - never UNKNOWN or ABORTED.
 
 Every status is bounded in size: grpc clients refuse trailing metadata over 8-16 KiB
 and report RESOURCE_EXHAUSTED instead of the real error, so a request naming 300
@@ -27,6 +28,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from segsvc.api.stream_watchdog import StreamCancelled
 from segsvc.domain import errors
 
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -174,6 +176,8 @@ def map_exception(exc: BaseException) -> MappedStatus:
             return MappedStatus(code.RESOURCE_EXHAUSTED, str(exc), (_pack(retry),))
         case errors.FailedPrecondition():
             return MappedStatus(code.FAILED_PRECONDITION, str(exc))
+        case StreamCancelled():
+            return MappedStatus(code.CANCELLED, str(exc))
         case psycopg.errors.SerializationFailure() | psycopg.errors.DeadlockDetected():
             # Already retried inside the server; UNAVAILABLE is what retry policies retry.
             return MappedStatus(
@@ -182,8 +186,7 @@ def map_exception(exc: BaseException) -> MappedStatus:
         case psycopg.errors.QueryCanceled():
             return MappedStatus(code.DEADLINE_EXCEEDED, "database statement timed out")
         case psycopg.OperationalError() | psycopg.InterfaceError():
-            return MappedStatus(
-                code.UNAVAILABLE, "database unavailable; retry later", expected=False
-            )
+            # Expected: the health watcher logs one WARNING per outage, not one per call.
+            return MappedStatus(code.UNAVAILABLE, "database unavailable; retry later")
         case _:
             return MappedStatus(code.INTERNAL, "internal error", expected=False)

@@ -23,8 +23,10 @@ _DECIMALS_TOLERANCE = 1e-9
 
 def bucket(salt: str, user_id: int) -> int:
     """The user's bucket in [0, 10000) for a rollout salted with `salt`."""
-    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).hexdigest()
-    return int(digest[:15], 16) % BUCKETS
+    # The first 15 hex digits are the first 60 bits: the top of the first 8 bytes
+    # (cheaper than formatting the digest as hex, which matters for a 1M-id import).
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
+    return (int.from_bytes(digest[:8], "big") >> 4) % BUCKETS
 
 
 def is_enrolled(salt: str, basis_points: int, user_id: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -33,7 +33,9 @@ class ReportService:
         token, expires_at = self.signer.sign(self.request(year, month, user_ids))
         return f"{self.public_url.rstrip('/')}{REPORT_PATH}?token={quote(token)}", expires_at
 
-    def stream(self, request: ReportRequest) -> Iterator[bytes]:
-        """The CSV document in chunks, straight from PostgreSQL."""
-        with self.db.transaction() as conn:
+    def stream(self, request: ReportRequest) -> Generator[bytes, None, None]:
+        """The CSV document in chunks, straight from PostgreSQL, on a bulk connection taken
+        at the first chunk (`ResourceExhausted` then if none is free); closing the
+        generator ends the COPY and frees it."""
+        with self.db.bulk_transaction() as conn:
             yield from history.stream_report(conn, request.period, request.user_ids, self.clock())

@@ -57,8 +57,6 @@ class Segments:
             return Segment(0, slug, description, basis_points, salt, self.clock(), count)
 
         def lock(conn: Connection) -> None:
-            if basis_points:
-                segments.freeze_registrations(conn)
             if segments.wait_for_slug(conn, slug):
                 raise AlreadyExists("segment", slug)
 
@@ -66,10 +64,21 @@ class Segments:
             segment = segments.create(
                 changes.conn, slug, description, basis_points, salt, changes.now, account_id
             )
-            enrolled = changes.enrol_rollout(segment) if basis_points else 0
+            if not basis_points:
+                return segment
+            # Everyone registered so far, without holding registration back; then, with
+            # registration held back until commit, whoever registered meanwhile (their
+            # transactions are no older than `horizon`). See store.membership_changes.
+            horizon = segments.registrations_horizon(changes.conn)
+            enrolled = changes.enrol_rollout(segment)
+            segments.freeze_registrations(changes.conn)
+            enrolled += changes.enrol_rollout_since(segment, horizon)
             return replace(segment, member_count=enrolled)
 
-        return self._transactions.write(account_id, lock, change)
+        # A rollout enrols every user: its statements grow with the data, so they get the
+        # bulk time limit rather than the one for short calls.
+        limit = self.db.bulk_limits.statement_timeout if basis_points else None
+        return self._transactions.write(account_id, lock, change, limit)
 
     def delete(self, slug: str, account_id: int | None) -> Segment:
         """Delete a live segment and end all its memberships (with history), atomically."""
@@ -85,7 +94,9 @@ class Segments:
             segments.mark_deleted(changes.conn, segment.id, changes.now)
             return replace(segment, member_count=changes.end_segment(segment.id))
 
-        return self._transactions.write(account_id, lock, change)
+        # Ending every membership grows with the segment: the bulk time limit applies.
+        limit = self.db.bulk_limits.statement_timeout
+        return self._transactions.write(account_id, lock, change, limit)
 
     def get(self, slug: str) -> Segment:
         """A live segment with its number of active members."""
@@ -112,7 +123,7 @@ class Segments:
         """Chunks of the segment's active member ids, ascending."""
         require_slug(slug)
         now = self.clock()
-        with self.db.transaction() as conn:
+        with self.db.bulk_transaction() as conn:
             segment = segments.get_live(conn, slug)
             if segment is None:
                 raise NotFound("segment", [slug])

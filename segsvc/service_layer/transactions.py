@@ -55,11 +55,13 @@ class Transactions:
         account_id: int | None,
         lock: Callable[[Connection], L],
         change: Callable[[MembershipChanges, L], T],
+        statement_timeout: float | None = None,
     ) -> T:
-        """One transaction: `lock`, read the clock, `change`; retried on conflicts."""
+        """One transaction: `lock`, read the clock, `change`; retried on conflicts.
+        `statement_timeout` raises the time limit of its statements (bulk writes)."""
 
         def attempt() -> T:
-            with self.db.transaction() as conn:
+            with self.db.transaction(statement_timeout) as conn:
                 return locked_write(conn, self.clock, account_id, lock, change)
 
         return retrying(attempt)

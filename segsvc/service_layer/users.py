@@ -76,11 +76,20 @@ class Users:
 
         def change(changes: MembershipChanges, locked: tuple[int, list[Rollout]]) -> ImportResult:
             created, rollouts = locked
-            return ImportResult(received, created, changes.enrol_table(users.IMPORTED, rollouts))
+            # Enrolment was decided during the copy for the rollouts live then; one
+            # created since (rare) is decided now, in SQL; one deleted since is skipped.
+            known = {r.id for r in decided}
+            enrolled = changes.enrol_imported(
+                users.IMPORT_ROWS, users.IMPORTED, [r.id for r in rollouts if r.id in known]
+            )
+            late = [r for r in rollouts if r.id not in known]
+            enrolled += changes.enrol_table(users.IMPORTED, late)
+            return ImportResult(received, created, enrolled)
 
-        with self.db.transaction() as conn:
+        with self.db.bulk_transaction() as conn:
             # The stream cannot be read twice: only the registration after it is retried.
-            received = users.copy_import(conn, validated())
+            decided = segments.live_rollouts(conn)
+            received = users.copy_import(conn, validated(), decided)
             return in_savepoint(
                 conn, lambda: locked_write(conn, self.clock, account_id, lock, change)
             )

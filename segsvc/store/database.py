@@ -1,10 +1,29 @@
-"""The connection pool and the two ways to use it: a transaction, or one autocommit read.
+"""The database connections segsvc uses, kept apart by what they are for.
 
-Connections are in autocommit mode so that single-statement reads on the hot path cost
-one round trip (no BEGIN/COMMIT); anything that writes runs inside `transaction()`.
-Every session uses UTC, so timestamps read back are UTC-aware datetimes.
+- The **hot pool** serves unary RPCs: short reads and writes, each statement bounded by
+  `statement_timeout`. Nothing that waits on a client ever holds one of its connections,
+  so reads never queue behind a slow reader.
+- The **bulk pool** serves streams and bulk work (member listings, report COPYs, imports),
+  whose length depends on the client. It has as many connections as bulk operations may
+  run at once; one more is refused at once (`ResourceExhausted`) instead of queueing, so a
+  flood of streams cannot starve anything. Its statements are bounded by the much longer
+  bulk timeout: a COPY is one statement for the whole stream.
+- The **probe connection** is the health watcher's own: health checks never wait for a
+  pool, and a full pool never looks like a dead database.
 
-A transaction also collects the membership changes its statements announce
+Every session sets `idle_in_transaction_session_timeout`, so a transaction abandoned by a
+stuck thread cannot hold locks for ever. Pooled connections are checked when lent
+(`ConnectionPool.check_connection`), so after the database drops its connections (a
+restart, a failover) the next call gets a fresh one instead of an error.
+
+While the health watcher knows the database is unreachable (or its schema unusable),
+every use fails at once with `DatabaseUnavailable` instead of waiting out the pool
+timeout: callers learn in milliseconds, and nothing piles up.
+
+Connections are in autocommit mode so that single-statement reads cost one round trip;
+anything that writes runs inside a transaction. Every session uses UTC.
+
+A transaction (hot or bulk) also collects the membership changes its statements announce
 (store.change_notices.publish) and, once it has committed, hands them to `on_commit`:
 that is how the writing process's own read cache forgets a change before the write
 returns to its caller, whichever store function made it.
@@ -13,6 +32,7 @@ returns to its caller, whichever store function made it.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,6 +42,8 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
+from segsvc.config import Settings
+from segsvc.domain.errors import ResourceExhausted
 from segsvc.domain.membership_change import MembershipChange
 
 Connection = psycopg.Connection[TupleRow]
@@ -48,70 +70,196 @@ def record_change(change: MembershipChange) -> str:
     return announcing.origin
 
 
+# How long a refused bulk caller should wait before trying again (Retry-After).
+BULK_RETRY_AFTER_SECONDS = 1
+PROBE_TIMEOUT_SECONDS = 2
+
+
+class DatabaseUnavailable(psycopg.OperationalError):
+    """The health watcher knows the database cannot serve: fail now, not after a timeout."""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Server-side limits every session of a pool gets, in seconds."""
+
+    statement_timeout: float
+    idle_in_transaction_timeout: float
+
+    def options(self) -> str:
+        """libpq `options` setting these limits (and UTC) for each new session."""
+        return (
+            "-c timezone=UTC"
+            f" -c statement_timeout={_ms(self.statement_timeout)}"
+            f" -c idle_in_transaction_session_timeout={_ms(self.idle_in_transaction_timeout)}"
+        )
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _pool(
+    conninfo: str, name: str, min_size: int, max_size: int, timeout: float, limits: SessionLimits
+) -> ConnectionPool[Connection]:
+    return ConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
+        name=name,
+        check=ConnectionPool.check_connection,
+        kwargs={
+            "autocommit": True,
+            "options": limits.options(),
+            "application_name": "segsvc",
+        },
+    )
+
+
 class Database:
-    """A psycopg pool with the session settings segsvc relies on."""
+    """The hot pool, the bulk pool and the probe connection (see the module docstring)."""
 
     def __init__(
         self,
         conninfo: str,
+        *,
         min_size: int,
         max_size: int,
         timeout: float,
+        bulk_size: int,
+        hot_limits: SessionLimits,
+        bulk_limits: SessionLimits,
         on_commit: CommitObserver | None = None,
     ) -> None:
+        self.conninfo = conninfo
         self.on_commit = on_commit
         # Tags this Database's announcements, so its own process can skip the echo of
         # changes `on_commit` has already applied.
         self.origin = secrets.token_hex(6)
-        self.pool: ConnectionPool[Connection] = ConnectionPool(
+        self.hot_limits = hot_limits
+        self.bulk_limits = bulk_limits
+        self.pool = _pool(conninfo, "segsvc", min_size, max_size, timeout, hot_limits)
+        self.bulk_pool = _pool(conninfo, "segsvc-bulk", 1, bulk_size, timeout, bulk_limits)
+        self._bulk_slots = threading.BoundedSemaphore(bulk_size)
+        self._unavailable: str | None = None
+        self._probe: Connection | None = None
+        self._probe_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, conninfo: str, settings: Settings, on_commit: CommitObserver | None = None
+    ) -> Database:
+        """The pools and limits `settings` asks for."""
+        idle = settings.idle_in_transaction_timeout_seconds
+        return cls(
             conninfo,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            open=False,
-            name="segsvc",
-            kwargs={
-                "autocommit": True,
-                "options": "-c timezone=UTC -c statement_timeout=60000",
-                "application_name": "segsvc",
-            },
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_size,
+            timeout=settings.pool_timeout_seconds,
+            bulk_size=settings.bulk_pool_size,
+            hot_limits=SessionLimits(settings.statement_timeout_seconds, idle),
+            bulk_limits=SessionLimits(settings.bulk_statement_timeout_seconds, idle),
+            on_commit=on_commit,
         )
 
     def open(self, wait_seconds: float = 10.0) -> None:
-        """Open the pool and wait until its first connections work."""
+        """Open both pools and wait until their first connections work."""
         self.pool.open(wait=True, timeout=wait_seconds)
+        self.bulk_pool.open(wait=True, timeout=wait_seconds)
 
     def close(self) -> None:
         """Close every connection; in-flight users finish first."""
+        self.bulk_pool.close()
         self.pool.close()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+
+    def set_unavailable(self, reason: str | None) -> None:
+        """Called by the health watcher: a reason makes every use fail fast; None clears."""
+        self._unavailable = reason
+
+    def _require_available(self) -> None:
+        if (reason := self._unavailable) is not None:
+            raise DatabaseUnavailable(reason)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A connection inside a transaction that commits on success, rolls back on error;
-        after the commit, the changes it announced go to `on_commit`."""
+    def transaction(self, statement_timeout: float | None = None) -> Iterator[Connection]:
+        """A hot connection inside a transaction that commits on success, rolls back on
+        error. `statement_timeout` raises the limit for this transaction only, for the
+        few writes whose size grows with the data (a rollout over every user)."""
+        self._require_available()
+        with self._announced(), self.pool.connection() as conn, conn.transaction():
+            if statement_timeout is not None:
+                conn.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (str(_ms(statement_timeout)),),
+                )
+            yield conn
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A hot autocommit connection for reads that need no transaction."""
+        self._require_available()
+        with self.pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def bulk_transaction(self) -> Iterator[Connection]:
+        """A bulk connection inside a transaction, or `ResourceExhausted` at once when
+        every bulk slot is taken."""
+        self._require_available()
+        if not self._bulk_slots.acquire(blocking=False):
+            raise ResourceExhausted("streams and bulk operations", BULK_RETRY_AFTER_SECONDS)
+        try:
+            with self._announced(), self.bulk_pool.connection() as conn, conn.transaction():
+                yield conn
+        finally:
+            self._bulk_slots.release()
+
+    @contextmanager
+    def _announced(self) -> Iterator[None]:
+        """Collect the changes announced inside the block; after it ends without error
+        (the transaction committed), hand them to `on_commit`."""
         announcing = _Announcements(self.origin, [])
         # set/restore rather than a reset token: a streaming RPC's generator may be
         # closed from another context, where a token would not be accepted.
         outer = _announcing.get()
         _announcing.set(announcing)
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                yield conn
+            yield
         finally:
             _announcing.set(outer)
         if announcing.changes and self.on_commit is not None:
             self.on_commit(announcing.changes)
 
     @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """An autocommit connection for reads that need no transaction."""
-        with self.pool.connection() as conn:
-            yield conn
+    def probe(self) -> Iterator[Connection]:
+        """The health watcher's own connection, opened again after any failure."""
+        with self._probe_lock:
+            try:
+                if self._probe is None or self._probe.closed:
+                    self._probe = psycopg.connect(
+                        self.conninfo,
+                        autocommit=True,
+                        connect_timeout=PROBE_TIMEOUT_SECONDS,
+                        options=f"-c statement_timeout={PROBE_TIMEOUT_SECONDS * 1000}",
+                        application_name="segsvc-health",
+                    )
+                yield self._probe
+            except psycopg.Error:
+                if self._probe is not None:
+                    self._probe.close()
+                    self._probe = None
+                raise
 
     def ping(self) -> bool:
-        """True when the database answers a trivial query (health checks)."""
+        """True when the database answers a trivial query on the probe connection."""
         try:
-            with self.pool.connection(timeout=2.0) as conn:
+            with self.probe() as conn:
                 conn.execute("SELECT 1")
             return True
         except psycopg.Error:

@@ -27,8 +27,13 @@ that still happens is retried by the service layer):
 
 1. `users` table, ROW EXCLUSIVE (registration, implicit in its INSERT) or SHARE (rollout
    creation, `segments.freeze_registrations`): a rollout enrols every user known when
-   it is created and every user registered later; SHARE waits for running
-   registrations and holds new ones back, so no user is seen by neither side.
+   it is created and every user registered later. It enrols the users it sees first,
+   without blocking anyone (seconds at a million users); then SHARE waits for running
+   registrations and holds new ones back while it enrols the users registered since
+   its first statement (`enrol_rollout_since`: rows whose inserting transaction is not
+   older than that statement's snapshot; a few milliseconds of work), until commit. A
+   registration cannot see the uncommitted segment, so no user is seen by neither
+   side, and ON CONFLICT keeps one that both see enrolled (and recorded) once.
 2. The user's row, FOR NO KEY UPDATE (`users.lock`): serialises changes of one user,
    so the plan (a diff against the current memberships) is made on a state nobody else
    is changing. New ids are inserted in ascending order, so overlapping imports wait
@@ -160,6 +165,23 @@ SELECT u.user_id, %(segment_id)s::bigint AS segment_id, 'add' AS operation,
 FROM users u WHERE segsvc_rollout_bucket(%(salt)s, u.user_id) < %(basis_points)s
 """
 
+# Users whose row was written by a transaction not older than `since_xid` (age() compares
+# 32-bit ids modulo wraparound). A superset of the users an earlier statement missed:
+# an older row that matches too is one the bucket already decided the same way, and
+# ON CONFLICT DO NOTHING leaves it alone.
+_ROLLOUT_OF_USERS_SINCE: LiteralString = (
+    _ROLLOUT_OF_ALL_USERS + "  AND age(u.xmin) <= age(%(since_xid)s::xid)\n"
+)
+
+# New users of an import whose enrolment was decided while their ids were copied
+# (store.users.copy_import), in the rollouts that are still live.
+_ROLLOUT_OF_IMPORTED: LiteralString = """
+SELECT DISTINCT e.user_id, e.segment_id, 'add' AS operation, NULL::timestamptz AS expires_at,
+       'rollout' AS reason, %(now)s::timestamptz AS at, %(account_id)s::bigint AS account_id
+FROM {rows} e JOIN {created} c ON c.user_id = e.user_id
+WHERE e.segment_id = ANY(%(rollout_ids)s::bigint[])
+"""
+
 # Rows already past their expiry are recorded as expired at their expiry time; the
 # rest as removed because the segment was deleted, now, by the caller.
 _ALL_OF_SEGMENT: LiteralString = """
@@ -282,14 +304,44 @@ class MembershipChanges:
         )
         return sum(counts.values())
 
+    def enrol_imported(self, rows: str, created: str, rollout_ids: Sequence[int]) -> int:
+        """Enrol an import's new users (table `created`) as its copied `rows` (user_id,
+        segment_id) decided, in `rollout_ids` only; announced as a change of everyone."""
+        if not rollout_ids:
+            return 0
+        source = sql.SQL(_ROLLOUT_OF_IMPORTED).format(
+            rows=sql.Identifier(rows), created=sql.Identifier(created)
+        )
+        counts = self._apply(source, {"rollout_ids": list(rollout_ids)}, Announce.EVERYONE)
+        return sum(counts.values())
+
     def enrol_rollout(self, segment: Segment) -> int:
         """Enrol every registered user a new rollout segment selects; return how many."""
+        # One statement over every user: JIT compilation costs it more than it saves.
+        self.conn.execute("SELECT set_config('jit', 'off', true)")
         counts = self._apply(
             sql.SQL(_ROLLOUT_OF_ALL_USERS),
             {
                 "segment_id": segment.id,
                 "salt": segment.rollout_salt,
                 "basis_points": segment.rollout_basis_points,
+            },
+            Announce.EVERYONE,
+        )
+        return sum(counts.values())
+
+    def enrol_rollout_since(self, segment: Segment, since_xid: str) -> int:
+        """Enrol the users registered by transactions not older than `since_xid`
+        (segments.registrations_horizon, read before `enrol_rollout`) that the rollout
+        selects and that are not enrolled yet; return how many. Run it under
+        `segments.freeze_registrations`."""
+        counts = self._apply(
+            sql.SQL(_ROLLOUT_OF_USERS_SINCE),
+            {
+                "segment_id": segment.id,
+                "salt": segment.rollout_salt,
+                "basis_points": segment.rollout_basis_points,
+                "since_xid": since_xid,
             },
             Announce.EVERYONE,
         )

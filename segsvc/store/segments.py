@@ -62,11 +62,21 @@ def create(
 def freeze_registrations(conn: Connection) -> None:
     """Block user registration until this transaction ends (and wait for running ones).
 
-    A rollout enrols all users known when it is created and every user registered
-    later; holding SHARE on users while the segment is created closes the gap in which
-    a user registered concurrently could be seen by neither side.
+    A rollout enrols the users it sees without this lock, then takes it to enrol those
+    registered meanwhile (store.membership_changes, lock order 1): held for that short
+    catch-up only, not for the whole enrolment.
     """
     conn.execute("LOCK TABLE users IN SHARE MODE")
+
+
+def registrations_horizon(conn: Connection) -> str:
+    """The oldest transaction still running now (32-bit id, as text): every user row a
+    statement started after this call cannot see was inserted by it or a younger one."""
+    row = conn.execute(
+        "SELECT mod(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, 4294967296)::text"
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def count_rollout(conn: Connection, salt: str, basis_points: int) -> int:
@@ -102,6 +112,17 @@ def lock_live(conn: Connection, slugs: Sequence[str]) -> dict[str, int]:
         (list(slugs),),
     ).fetchall()
     return {str(r[0]): int(r[1]) for r in rows}
+
+
+def live_rollouts(conn: Connection) -> list[Rollout]:
+    """Every live rollout segment, unlocked: what an import decides its new users'
+    enrolment for while their ids stream in; `lock_rollouts` later says which of those
+    decisions still apply (store.users.copy_import)."""
+    rows = conn.execute(
+        "SELECT id, rollout_salt, rollout_bp FROM segments"
+        " WHERE deleted_at IS NULL AND rollout_bp IS NOT NULL ORDER BY id"
+    ).fetchall()
+    return [Rollout(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 def lock_rollouts(conn: Connection) -> list[Rollout]:

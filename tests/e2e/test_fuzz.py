@@ -161,6 +161,7 @@ def test_fuzzed_requests_never_answer_unknown_or_internal(
 ) -> None:
     call = invoker(fuzz_channel, method)
     seen: dict[grpc.StatusCode, int] = {}
+    first_message: dict[grpc.StatusCode, str] = {}
 
     @settings(settings.get_profile("fuzz"))
     @given(requests_for(method))
@@ -169,10 +170,13 @@ def test_fuzzed_requests_never_answer_unknown_or_internal(
         assert code not in FORBIDDEN, f"{code.name}: {details}"
         assert code != grpc.StatusCode.DEADLINE_EXCEEDED, "the call timed out"
         seen[code] = seen.get(code, 0) + 1
+        first_message.setdefault(code, details[:200])
 
     fuzz()
     if os.environ.get("SEGSVC_FUZZ_REPORT"):
         print(f"\n{method.full_name}: {sorted((c.name, n) for c, n in seen.items())}")
+        for code, message in sorted(first_message.items(), key=lambda item: item[0].name):
+            print(f"  first {code.name}: {message}")
     health = health_pb2_grpc.HealthStub(fuzz_channel)
     reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING

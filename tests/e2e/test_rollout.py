@@ -3,7 +3,9 @@ known at creation and to users registered later, never undoing an explicit remov
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -15,7 +17,7 @@ from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.domain.rollout import is_enrolled
-from tests.support.api import update
+from tests.support.api import slugs_of, update
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]
@@ -138,3 +140,69 @@ def test_invalid_percentages(
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "auto_percent" in (err.value.details() or "")
+
+
+def test_registration_is_not_held_back_by_a_running_rollout_and_is_enrolled_once(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    rollouts: list[str],
+    database_url: str,
+) -> None:
+    """A rollout enrolling everyone is stopped in the middle of its enrolment (a row lock
+    on one of its users, held here). Meanwhile new users register at once (they used to
+    wait for the whole enrolment behind a SHARE lock on users), without seeing the
+    uncommitted segment; when the rollout finishes, each of them is in it exactly once,
+    with one history row."""
+    known = names.user_ids(50)
+    users.ImportUsers(iter([pb.ImportUsersRequest(user_ids=known)]), metadata=auth_metadata)
+    slug = names.slug("NOWAIT")
+    rollouts.append(slug)
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", (known[0],))
+        with ThreadPoolExecutor(1) as pool:
+            creating = pool.submit(
+                segments.CreateSegment,
+                seg_pb.CreateSegmentRequest(slug=slug, auto_percent=100),
+                metadata=auth_metadata,
+                timeout=60,
+            )
+            while not _waiting_on_lock(blocker, database_url):
+                assert not creating.done(), creating.result()
+                time.sleep(0.05)
+            one, imported = names.user_ids(1)[0], names.user_ids(20)
+            created = users.CreateUser(
+                pb.CreateUserRequest(user_id=one), metadata=auth_metadata, timeout=10
+            )
+            users.ImportUsers(
+                iter([pb.ImportUsersRequest(user_ids=imported)]), metadata=auth_metadata, timeout=10
+            )
+            assert slug not in slugs_of(created.user)
+            assert not creating.done()
+            blocker.rollback()
+            created_segment = creating.result()
+    newcomers = [one, *imported]
+    assert created_segment.segment.member_count >= len(known) + len(newcomers)
+    assert set(newcomers) | set(known) <= members(segments, auth_metadata, slug)
+    with psycopg.connect(database_url) as conn:
+        adds: dict[int, int] = dict(
+            conn.execute(
+                "SELECT h.user_id, count(*) FROM membership_history h"
+                " JOIN segments s ON s.id = h.segment_id"
+                " WHERE s.slug = %s AND s.deleted_at IS NULL AND h.operation = 'add'"
+                " AND h.user_id = ANY(%s) GROUP BY h.user_id",
+                (slug, newcomers),
+            ).fetchall()
+        )
+    assert adds == dict.fromkeys(newcomers, 1)
+
+
+def _waiting_on_lock(blocker: psycopg.Connection[Any], database_url: str) -> bool:
+    """True once some session waits for a lock held by `blocker`'s session."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            (blocker.info.backend_pid,),
+        ).fetchone()
+    return bool(row and row[0])

@@ -12,6 +12,7 @@ import psycopg
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.expiry_sweeper import ExpirySweeper
 from segsvc.store.database import Database
+from tests.support.servers import make_settings
 
 
 def test_concurrent_sweepers_move_each_row_once(
@@ -35,7 +36,7 @@ def test_concurrent_sweepers_move_each_row_once(
             " FROM generate_series(%s, %s) g",
             (seg[0], now - timedelta(days=1), now, base, base, base + count - 1),
         )
-    database = Database(database_url, 1, 8, 10)
+    database = Database.from_settings(database_url, make_settings())
     database.open()
     try:
         sweepers = [
