@@ -65,7 +65,7 @@ class Segments:
                 changes.conn, slug, description, basis_points, salt, changes.now, account_id
             )
             if not basis_points:
-                return segment
+                return replace(segment, member_count=0)
             # Everyone registered so far, without holding registration back; then, with
             # registration held back until commit, whoever registered meanwhile (their
             # transactions are no older than `horizon`). See store.membership_changes.
