@@ -42,7 +42,17 @@ def _settings() -> Settings:
             f"segsvc: invalid setting SEGSVC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
             for e in exc.errors()
         ]
-        raise SystemExit("\n".join(lines) or "segsvc: invalid settings") from None
+        print("\n".join(lines) or "segsvc: invalid settings", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _warn_unknown_variables() -> None:
+    """Name every SEGSVC_* variable that is no setting: a misspelt one is otherwise
+    ignored without a word, and the default silently applies."""
+    known = {f"SEGSVC_{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.startswith("SEGSVC_") and k not in known)
+    if unknown:
+        log.warning("unknown_settings_ignored", variables=unknown)
 
 
 def _database_url(settings: Settings) -> tuple[str, Any]:
@@ -133,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return cli_commands.run(args)
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
+    if args.command != "worker":  # the supervisor has warned already
+        _warn_unknown_variables()
     try:
         if args.command == "serve":
             return serve(settings)

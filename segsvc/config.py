@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     health_check_interval_seconds: float = Field(
         default=2.0, gt=0, description="How often the database is pinged for health status."
     )
+    shutdown_drain: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds between SIGTERM (health NOT_SERVING at once) and refusing "
+        "new calls, so balancers and clients move away first.",
+    )
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="Seconds in-flight RPCs get to finish on SIGTERM."
     )

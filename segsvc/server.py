@@ -9,6 +9,8 @@ grpc.aio (which came out ahead on these machines) and why this release keeps thr
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -146,6 +148,7 @@ class SegsvcServer:
         self.cache_listener = ChangeListener(database_url, self.read_cache, self.db.origin)
         self.metrics.watch_pool(self.db.pool)
         self.stream_watchdog = StreamWatchdog(settings.stream_idle_timeout_seconds)
+        self._stopping = threading.Lock()
         self.password_work = PasswordWork(settings.password_workers, settings.password_queue)
         tokens = TokenService(secret, timedelta(seconds=settings.token_ttl_seconds), clock)
         signer = ReportLinkSigner(
@@ -190,6 +193,11 @@ class SegsvcServer:
             signer,
             settings.public_http_url or f"http://{public_host}:{self.http_port}",
         )
+        if not migrations.discover(settings.migrations_dir):
+            raise StartupError(
+                f"SEGSVC_MIGRATIONS_DIR={settings.migrations_dir} holds no migrations "
+                "(NNNNNN_name.up.sql): refusing to serve an empty database"
+            )
         self.health = HealthMonitor(
             self.db,
             SERVICE_NAMES,
@@ -315,10 +323,23 @@ class SegsvcServer:
             **({} if self.role.worker is None else {"worker": self.role.worker}),
         )
 
-    def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: NOT_SERVING, refuse new calls, let running ones finish within
-        the grace period, then stop background work and close the pool."""
+    def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Graceful stop, the one place that orders it (README, "Probes and lifecycle"):
+
+        1. drain: health NOT_SERVING and /readyz 503 at once, but calls are still served
+           for `drain` seconds, so load balancers, Kubernetes endpoints and clients with
+           health checking move their traffic away before anything is refused;
+        2. stop accepting calls; in-flight ones get `grace` seconds to finish;
+        3. stop background work and close the pools.
+        """
+        if not self._stopping.acquire(blocking=False):
+            return  # stopped or stopping already
         grace = self.settings.shutdown_grace if grace is None else grace
+        drain = self.settings.shutdown_drain if drain is None else drain
+        log.info("draining", drain_seconds=drain, grace_seconds=grace)
+        self.health.drain()
+        if drain > 0:
+            time.sleep(drain)
         log.info("stopping", grace_seconds=grace)
         self.health.shutdown()
         self.grpc_server.stop(grace).wait()

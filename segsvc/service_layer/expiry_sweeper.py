@@ -75,9 +75,19 @@ class ExpirySweeper:
             return request_ids.purge(conn, self.transactions.clock() - RETENTION)
 
     def _run(self) -> None:
+        # Survives any exception: a sweeper that died would let expired rows pile up
+        # silently. Database trouble is expected (one line); anything else is a bug,
+        # logged with its traceback; either way it is counted and the next tick retries.
         while not self._stop.wait(self.interval):
-            try:
-                self.sweep_once()
-            except psycopg.Error as exc:
-                self.metrics.sweep_errors.inc()
-                log.warning("expiry_sweep_failed", error=type(exc).__name__)
+            self.tick()
+
+    def tick(self) -> None:
+        """One sweep that never raises."""
+        try:
+            self.sweep_once()
+        except psycopg.Error as exc:
+            self.metrics.sweep_errors.inc()
+            log.warning("expiry_sweep_failed", error=type(exc).__name__)
+        except Exception:
+            self.metrics.sweep_errors.inc()
+            log.exception("expiry_sweep_crashed")

@@ -110,3 +110,9 @@ def is_at_head(conn: Connection, directory: Path) -> bool:
     """True when every known migration is applied (readiness probe)."""
     known = [m.version for m in discover(directory)]
     return applied_versions(conn) == known
+
+
+def missing_versions(conn: Connection, needed: list[int]) -> list[int]:
+    """Versions this code needs that the database lacks (readiness). Versions the
+    database has beyond them are a newer release's additive migrations: fine."""
+    return sorted(set(needed) - set(applied_versions(conn)))

@@ -128,6 +128,15 @@ def run_serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"SEGSVC_DATABASE_URL": "mysql://x"}, "SEGSVC_DATABASE_URL"),
         ({"SEGSVC_GRPC_ADDR": "no-port"}, "SEGSVC_GRPC_ADDR"),
         ({"SEGSVC_POOL_SIZE": "zero"}, "SEGSVC_POOL_SIZE"),
+        ({"SEGSVC_BULK_POOL_SIZE": "16"}, "SEGSVC_BULK_POOL_SIZE must be below"),
+        (
+            {
+                "SEGSVC_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x",
+                "SEGSVC_JWT_SECRET": "test-secret-" + "x" * 60,
+                "SEGSVC_MIGRATIONS_DIR": "/nonexistent/migrations",
+            },
+            "holds no migrations",
+        ),
         ({"SEGSVC_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"}, "SEGSVC_JWT_SECRET"),
         (
             {
@@ -142,7 +151,7 @@ def test_bad_settings_fail_fast_with_one_clear_line(
     settings: dict[str, str], expected: str
 ) -> None:
     result = run_serve(child_env(**settings))
-    assert result.returncode != 0
+    assert result.returncode == 2, "the README promises exit status 2 for bad settings"
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
@@ -196,3 +205,12 @@ def test_migrate_command_goes_up_and_down(fresh_database: Callable[[], str]) -> 
     assert down.returncode == 0, down.stderr
     with psycopg.connect(url) as conn:
         assert migrations.applied_versions(conn) == []
+
+
+def test_unknown_variables_are_named_in_a_warning() -> None:
+    """A misspelt setting is reported at start (here the start then fails on purpose)."""
+    env = child_env(SEGSVC_POOL_SIZ="3", SEGSVC_MIGRATIONS_DIR="/nonexistent/migrations")
+    result = run_serve(env)
+    assert "unknown_settings_ignored" in result.stdout
+    assert "SEGSVC_POOL_SIZ" in result.stdout
+    assert result.returncode == 2

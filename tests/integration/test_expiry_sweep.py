@@ -3,6 +3,7 @@ several sweepers (replicas) running at the same moment."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -84,3 +85,32 @@ def test_sweeps_forget_request_ids_after_24_hours(
         "SELECT created_at FROM request_ids WHERE account_id = %s", (account,)
     ).fetchall()
     assert [r[0] for r in rows] == [now - timedelta(hours=23)]
+
+
+def test_sweeper_survives_any_exception(database_url: str) -> None:
+    """Defect 9: a non-database exception (here from the clock) is logged and counted,
+    and the sweeper keeps running instead of dying for good."""
+    calls = 0
+
+    def flaky_clock() -> datetime:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("clock broke once")
+        return datetime.now(UTC)
+
+    database = Database.from_settings(database_url, make_settings())
+    database.open()
+    metrics = Metrics()
+    sweeper = ExpirySweeper(database, flaky_clock, metrics, 0.05, 100)
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 5
+        while calls < 3:
+            assert time.monotonic() < deadline, "the sweeper stopped after the exception"
+            time.sleep(0.05)
+        assert sweeper._thread.is_alive()
+        assert metrics.sweep_errors._value.get() == 1
+    finally:
+        sweeper.stop()
+        database.close()

@@ -46,6 +46,7 @@ def make_settings(**overrides: Any) -> Settings:
         "expiry_sweep_interval_seconds": 3600,
         "health_check_interval_seconds": 0.2,
         "shutdown_grace": 2,
+        "shutdown_drain": 0,
         "log_level": "WARNING",
     }
     values.update(overrides)
@@ -116,6 +117,7 @@ def child_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSVC_")}
     env.update(settings)
     env.setdefault("SEGSVC_PROCESSES", "1")
+    env.setdefault("SEGSVC_SHUTDOWN_DRAIN", "0")
     return env
 
 

@@ -27,6 +27,7 @@ SETTINGS = {f"SEGSVC_{name.upper()}" for name in Settings.model_fields}
 GRPC_PORT = int(Settings.model_fields["grpc_addr"].default.rpartition(":")[2])
 HTTP_PORT = int(Settings.model_fields["http_addr"].default.rpartition(":")[2])
 DEFAULT_GRACE = float(Settings.model_fields["shutdown_grace"].default)
+DEFAULT_DRAIN = float(Settings.model_fields["shutdown_drain"].default)
 
 
 def documents() -> list[dict[str, Any]]:
@@ -130,7 +131,8 @@ def test_servers_get_database_and_secret_and_listen_where_probed() -> None:
         assert liveness == {"port": GRPC_PORT, "service": LIVENESS_SERVICE}, workload
         assert set(container["resources"]) == {"requests", "limits"}, workload
         grace = seconds(config_values().get("SEGSVC_SHUTDOWN_GRACE", str(DEFAULT_GRACE)))
-        assert spec["terminationGracePeriodSeconds"] > grace, workload
+        drain = seconds(config_values().get("SEGSVC_SHUTDOWN_DRAIN", str(DEFAULT_DRAIN)))
+        assert spec["terminationGracePeriodSeconds"] > drain + grace, workload
 
 
 def test_service_targets_container_ports() -> None:
