@@ -132,7 +132,7 @@ def run_serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         (
             {
                 "SEGSVC_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x",
-                "SEGSVC_JWT_SECRET": "test-secret-" + "x" * 60,
+                "SEGSVC_JWT_SECRET": JWT_SECRET,
                 "SEGSVC_MIGRATIONS_DIR": "/nonexistent/migrations",
             },
             "holds no migrations",
