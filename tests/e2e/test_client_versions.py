@@ -1,11 +1,13 @@
 """segsvc-client installed on its own, at the lowest and the newest grpcio/protobuf it
 claims (clients/python/pyproject.toml), calling the real server.
 
-Each runtime set gets a throw-away virtualenv in the user's cache (~/.cache/segsvc, made
+Each runtime set gets a throw-away virtualenv in the user's cache (~/.cache/segsvc), made
 once per machine and reused while the pins and the client's pyproject stay the same; pip
-serves the wheels from its cache). The client is installed editable from this checkout,
-so its path is part of the key. The smoke script runs there as a child process with
-warnings as errors, so a version-check warning of the generated code fails too.
+serves the wheels from its cache. The client is installed there from clients/python (so
+pip checks that its declared ranges admit the pins), and the smoke script imports this
+checkout's copy of it through PYTHONPATH, so the cached environment tests today's code
+wherever the repository lives. The script runs with warnings as errors, so a
+version-check warning of the generated code fails too.
 
 protobuf 5.29.0 is not in the package registry this project uses; 5.29.1 is the lowest
 5.29 release there, so it stands for the bottom of the range.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +46,8 @@ import grpc, google.protobuf
 import segsvc_client
 from segsvc_client import SegsvcClient, InvalidArgument
 
-target, key, slug, user_id, expected = sys.argv[1:]
+target, key, slug, user_id, expected, source = sys.argv[1:]
+assert segsvc_client.__file__.startswith(source), segsvc_client.__file__
 assert f"{grpc.__version__} {google.protobuf.__version__}" == expected, expected
 with SegsvcClient(target, api_key=key) as client:
     client.update_user_segments(int(user_id), add=[slug])
@@ -72,7 +76,7 @@ def _client_protogen() -> ModuleType:
 def _environment(name: str, pins: tuple[str, ...]) -> Path:
     """The virtualenv's Python with the client and `pins`, made on first use."""
     fingerprint = hashlib.sha256(
-        "\n".join([*pins, str(CLIENT)]).encode() + (CLIENT / "pyproject.toml").read_bytes()
+        "\n".join(pins).encode() + (CLIENT / "pyproject.toml").read_bytes()
     ).hexdigest()[:12]
     cache: Path = _client_protogen().cache_dir()
     env_dir = cache / "client-versions" / f"{name}-{fingerprint}"
@@ -81,7 +85,7 @@ def _environment(name: str, pins: tuple[str, ...]) -> Path:
         shutil.rmtree(env_dir, ignore_errors=True)
         venv.create(env_dir, with_pip=True)
         subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", *pins, "-e", str(CLIENT)],
+            [python, "-m", "pip", "install", "--quiet", *pins, str(CLIENT)],
             check=True,
             timeout=600,
         )
@@ -120,11 +124,13 @@ def test_client_works_across_its_claimed_runtime_range(
             slug,
             str(user_id),
             expected,
+            str(CLIENT / "src"),
         ],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=sys.prefix,  # not the repository: the installed package must be imported
+        env={**os.environ, "PYTHONPATH": str(CLIENT / "src")},
+        cwd=sys.prefix,  # not the repository, whose tests/ and segsvc/ must not be on the path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")

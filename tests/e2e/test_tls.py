@@ -10,7 +10,10 @@ import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import segsvc_client
 from segsvc.server import SegsvcServer, StartupError
+from segsvc_client import SegsvcClient
+from tests.conftest import ADMIN_CREDENTIALS
 from tests.support.servers import make_settings
 
 
@@ -86,3 +89,20 @@ def test_half_configured_tls_is_a_startup_error(tmp_path: Path, database_url: st
             make_settings(tls_cert=tmp_path / "missing.crt", tls_key=tmp_path / "missing.key"),
             database_url,
         )
+
+
+def test_python_client_over_tls(
+    ca: trustme.CA, tls_server: SegsvcServer, server: SegsvcServer
+) -> None:
+    """`server` makes the session's admin account in the database both servers share."""
+    target = f"localhost:{tls_server.grpc_port}"
+    username, password = ADMIN_CREDENTIALS
+    with SegsvcClient(
+        target, username=username, password=password, root_certificates=ca.cert_pem.bytes()
+    ) as client:
+        assert client.get_user_segments(1).user_id == 1
+    with (
+        SegsvcClient(target, api_key="k", tls=True, timeout=2) as untrusting,
+        pytest.raises(segsvc_client.Unavailable),
+    ):
+        untrusting.get_user_segments(1)

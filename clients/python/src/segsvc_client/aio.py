@@ -235,12 +235,19 @@ class AsyncSegsvcClient:
         add: Iterable[str | SegmentAddition] = (),
         remove: Iterable[str] = (),
         ttl: timedelta | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> UserSegments:
-        """Add and remove segments atomically; bare slugs in `add` get `ttl`."""
+        """Add and remove segments atomically; bare slugs in `add` get `ttl`.
+
+        Once the contract has `request_id`, every call carries one (a fresh UUID unless
+        given), so the channel may retry it; pass your own to repeat a call safely."""
+        request = messages.with_request_id(
+            messages.update_request(user_id, add, remove, ttl), request_id
+        )
         with translated():
             reply = await self._users.UpdateUserSegments(
-                messages.update_request(user_id, add, remove, ttl),
+                request,
                 timeout=timeout or self.timeout,
                 metadata=await self._metadata(),
             )
@@ -280,11 +287,16 @@ class AsyncSegsvcClient:
         auto_percent: float | None = None,
         rollout_salt: str = "",
         validate_only: bool = False,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> Segment:
-        """Create a segment, optionally with a percentage rollout."""
-        request = messages.create_segment_request(
-            slug, description, auto_percent, rollout_salt, validate_only
+        """Create a segment, optionally with a percentage rollout (`request_id`: as for
+        update_user_segments)."""
+        request = messages.with_request_id(
+            messages.create_segment_request(
+                slug, description, auto_percent, rollout_salt, validate_only
+            ),
+            request_id,
         )
         with translated():
             reply = await self._segments.CreateSegment(

@@ -21,6 +21,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FileDescriptor
+
+from segsvc_client._proto.segmentation.v1 import (
+    auth_service_pb2,
+    segment_service_pb2,
+    user_service_pb2,
+)
 
 SERVICE = "segmentation.v1."
 # Safe to repeat on UNAVAILABLE: reads, and sign-in (it only issues a token).
@@ -35,6 +42,30 @@ IDEMPOTENT_METHODS: tuple[tuple[str, str], ...] = (
     ("SegmentService", "GetHistoryReport"),
     ("SegmentService", "StreamHistoryReport"),
 )
+REQUEST_ID_FIELD = "request_id"
+
+
+def deduplicated_writes(
+    files: Sequence[FileDescriptor] = (
+        auth_service_pb2.DESCRIPTOR,
+        segment_service_pb2.DESCRIPTOR,
+        user_service_pb2.DESCRIPTOR,
+    ),
+) -> tuple[tuple[str, str], ...]:
+    """Unary writes whose request carries a `request_id` the server deduplicates on: the
+    client always sets one, so repeating such a call cannot apply it twice. Read from the
+    contract, so a write gains retries as soon as its request gains the field."""
+    return tuple(
+        (service.name, method.name)
+        for file in files
+        for service in file.services_by_name.values()
+        for method in service.methods
+        if REQUEST_ID_FIELD in method.input_type.fields_by_name
+        and not method.client_streaming
+        and (service.name, method.name) not in IDEMPOTENT_METHODS
+    )
+
+
 RETRY_POLICY: dict[str, Any] = {
     "maxAttempts": 4,
     "initialBackoff": "0.1s",
@@ -50,7 +81,12 @@ DEFAULT_STREAM_TIMEOUT = 600.0
 """Seconds a streaming call (imports, member lists, reports) may take."""
 
 
-def service_config(methods: Sequence[tuple[str, str]] = IDEMPOTENT_METHODS) -> str:
+def retried_methods() -> tuple[tuple[str, str], ...]:
+    """Every method the channel repeats on UNAVAILABLE."""
+    return IDEMPOTENT_METHODS + deduplicated_writes()
+
+
+def service_config(methods: Sequence[tuple[str, str]] | None = None) -> str:
     """The JSON service config that retries `methods` on UNAVAILABLE."""
     return json.dumps(
         {
@@ -58,7 +94,7 @@ def service_config(methods: Sequence[tuple[str, str]] = IDEMPOTENT_METHODS) -> s
                 {
                     "name": [
                         {"service": SERVICE + service, "method": method}
-                        for service, method in methods
+                        for service, method in (retried_methods() if methods is None else methods)
                     ],
                     "retryPolicy": RETRY_POLICY,
                 }

@@ -226,12 +226,19 @@ class SegsvcClient:
         add: Iterable[str | SegmentAddition] = (),
         remove: Iterable[str] = (),
         ttl: timedelta | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> UserSegments:
-        """Add and remove segments atomically; bare slugs in `add` get `ttl`."""
+        """Add and remove segments atomically; bare slugs in `add` get `ttl`.
+
+        Once the contract has `request_id`, every call carries one (a fresh UUID unless
+        given), so the channel may retry it; pass your own to repeat a call safely."""
+        request = messages.with_request_id(
+            messages.update_request(user_id, add, remove, ttl), request_id
+        )
         with translated():
             reply = self._users.UpdateUserSegments(
-                messages.update_request(user_id, add, remove, ttl),
+                request,
                 timeout=timeout or self.timeout,
                 metadata=self._metadata(),
             )
@@ -273,11 +280,16 @@ class SegsvcClient:
         auto_percent: float | None = None,
         rollout_salt: str = "",
         validate_only: bool = False,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> Segment:
-        """Create a segment, optionally with a percentage rollout."""
-        request = messages.create_segment_request(
-            slug, description, auto_percent, rollout_salt, validate_only
+        """Create a segment, optionally with a percentage rollout (`request_id`: as for
+        update_user_segments)."""
+        request = messages.with_request_id(
+            messages.create_segment_request(
+                slug, description, auto_percent, rollout_salt, validate_only
+            ),
+            request_id,
         )
         with translated():
             reply = self._segments.CreateSegment(

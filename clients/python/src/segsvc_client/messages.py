@@ -6,10 +6,13 @@ return identical results.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from segsvc_client._proto.segmentation.v1 import auth_options_pb2 as options_pb
 from segsvc_client._proto.segmentation.v1 import auth_service_pb2 as auth_pb
@@ -28,6 +31,8 @@ from segsvc_client.models import (
     UserSegment,
     UserSegments,
 )
+
+_M = TypeVar("_M", bound=Message)
 
 _REASONS = {
     user_pb.MEMBERSHIP_REASON_UNSPECIFIED: MembershipReason.UNSPECIFIED,
@@ -111,6 +116,18 @@ def addition(item: str | SegmentAddition, ttl: timedelta | None) -> user_pb.Segm
     elif spec.ttl is not None:
         message.ttl.CopyFrom(_duration(spec.ttl))
     return message
+
+
+def with_request_id(request: _M, request_id: str | None) -> _M:
+    """Set the request's `request_id` (the caller's, else a fresh UUID) when the contract
+    has the field, so a retried call is applied once. Without the field a given id is
+    an error rather than a silent no-op."""
+    if "request_id" in request.DESCRIPTOR.fields_by_name:
+        # setattr: the field exists only in contracts that have it (mypy sees the others).
+        setattr(request, "request_id", request_id or str(uuid.uuid4()))  # noqa: B010
+    elif request_id is not None:
+        raise TypeError(f"{request.DESCRIPTOR.name} has no request_id in this contract")
+    return request
 
 
 def update_request(
