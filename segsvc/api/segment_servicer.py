@@ -8,8 +8,9 @@ import grpc
 
 from segmentation.v1 import segment_service_pb2 as pb
 from segmentation.v1 import segment_service_pb2_grpc as pb_grpc
-from segsvc.api import messages
+from segsvc.api import messages, request_ids
 from segsvc.api.call_context import current_account_id
+from segsvc.domain.models import Segment
 from segsvc.service_layer.reports import ReportService
 from segsvc.service_layer.segments import Segments
 
@@ -24,15 +25,19 @@ class SegmentServicer(pb_grpc.SegmentServiceServicer):
     def CreateSegment(
         self, request: pb.CreateSegmentRequest, context: grpc.ServicerContext
     ) -> pb.CreateSegmentResponse:
-        segment = self.segments.create(
+        def respond(segment: Segment) -> pb.CreateSegmentResponse:
+            return pb.CreateSegmentResponse(segment=messages.segment(segment))
+
+        result = self.segments.create(
             request.slug,
             request.description,
             request.auto_percent if request.HasField("auto_percent") else None,
             request.rollout_salt,
             request.validate_only,
             current_account_id(),
+            request_ids.once(request, respond),
         )
-        return pb.CreateSegmentResponse(segment=messages.segment(segment))
+        return request_ids.answer(result, respond, pb.CreateSegmentResponse)
 
     def DeleteSegment(
         self, request: pb.DeleteSegmentRequest, context: grpc.ServicerContext

@@ -176,7 +176,7 @@ def map_exception(exc: BaseException) -> MappedStatus:
             return MappedStatus(code.RESOURCE_EXHAUSTED, str(exc), (_pack(retry),))
         case errors.FailedPrecondition():
             return MappedStatus(code.FAILED_PRECONDITION, str(exc))
-        case StreamCancelled():
+        case errors.Cancelled() | StreamCancelled():
             return MappedStatus(code.CANCELLED, str(exc))
         case psycopg.errors.SerializationFailure() | psycopg.errors.DeadlockDetected():
             # Already retried inside the server; UNAVAILABLE is what retry policies retry.

@@ -8,17 +8,22 @@ Errors still travel as exceptions through the interceptor's status mapping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 import grpc
 
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
-from segsvc.api import messages
+from segsvc.api import messages, request_ids
 from segsvc.api.call_context import current_account_id
+from segsvc.domain.models import ActiveSegment
+from segsvc.domain.request_ids import RequestKey, parse_request_id
 from segsvc.service_layer.reads import Reads
-from segsvc.service_layer.users import Users
+from segsvc.service_layer.transactions import Once
+from segsvc.service_layer.users import ImportResult, Users
 
 ENCODED_RESPONSES = ("GetUserSegments", "BatchGetUserSegments")
 
@@ -44,25 +49,31 @@ class UserServicer(pb_grpc.UserServiceServicer):
     def ImportUsers(
         self, request_iterator: Iterator[pb.ImportUsersRequest], context: grpc.ServicerContext
     ) -> pb.ImportUsersResponse:
+        stream = _ImportStream(request_iterator)
         result = self.users.import_users(
-            (message.user_ids for message in request_iterator), current_account_id()
+            stream.chunks(),
+            current_account_id(),
+            context.is_active,
+            Once(stream.key, lambda r: _import_response(r).SerializeToString()),
         )
-        return pb.ImportUsersResponse(
-            received_count=result.received,
-            created_count=result.created,
-            rollout_membership_count=result.rollout_memberships,
-        )
+        return request_ids.answer(result, _import_response, pb.ImportUsersResponse)
 
     def UpdateUserSegments(
         self, request: pb.UpdateUserSegmentsRequest, context: grpc.ServicerContext
     ) -> pb.UpdateUserSegmentsResponse:
-        segments = self.users.update(
+        def respond(segments: list[ActiveSegment]) -> pb.UpdateUserSegmentsResponse:
+            return pb.UpdateUserSegmentsResponse(
+                user=messages.user_segments(request.user_id, segments)
+            )
+
+        result = self.users.update(
             request.user_id,
             messages.additions(request.add),
             list(request.remove),
             current_account_id(),
+            request_ids.once(request, respond),
         )
-        return pb.UpdateUserSegmentsResponse(user=messages.user_segments(request.user_id, segments))
+        return request_ids.answer(result, respond, pb.UpdateUserSegmentsResponse)
 
     # These two return encoded bytes: the override is deliberate (see add_to_server).
     def GetUserSegments(  # type: ignore[override]
@@ -106,3 +117,38 @@ def add_to_server(servicer: UserServicer, server: grpc.Server) -> None:
     """Register UserService like the generated function, the reads sending bytes as is."""
     # grpc-stubs predates add_registered_method_handlers: the registrar has both methods
     pb_grpc.add_UserServiceServicer_to_server(servicer, cast(grpc.Server, _Registrar(server)))
+
+
+def _import_response(result: ImportResult) -> pb.ImportUsersResponse:
+    return pb.ImportUsersResponse(
+        received_count=result.received,
+        created_count=result.created,
+        rollout_membership_count=result.rollout_memberships,
+    )
+
+
+class _ImportStream:
+    """The ids of an ImportUsers stream, its request id (from the first message) and
+    its fingerprint (known once the stream has ended)."""
+
+    def __init__(self, requests: Iterator[pb.ImportUsersRequest]) -> None:
+        self._requests = requests
+        self._request_id: UUID | None = None
+        self._digest = hashlib.sha256(pb.ImportUsersRequest.DESCRIPTOR.full_name.encode())
+
+    def chunks(self) -> Iterator[Sequence[int]]:
+        """Each message's ids. (A cancelled stream raises StreamCancelled from the
+        interceptor's watch of the request iterator.)"""
+        for number, message in enumerate(self._requests):
+            if number == 0:
+                self._request_id = parse_request_id(message.request_id)
+            ids = message.user_ids
+            self._digest.update(len(ids).to_bytes(4, "big"))
+            self._digest.update(b"".join(i.to_bytes(8, "big", signed=True) for i in ids))
+            yield ids
+
+    def key(self) -> RequestKey | None:
+        """The stream's request key, once it has been read to its end."""
+        if self._request_id is None:
+            return None
+        return RequestKey(self._request_id, self._digest.digest())

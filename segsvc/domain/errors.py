@@ -67,3 +67,8 @@ class ResourceExhausted(Exception):
 
 class FailedPrecondition(Exception):
     """The system is not in a state that allows the request (e.g. schema too new)."""
+
+
+class Cancelled(Exception):
+    """The caller went away (cancelled, or the server is stopping) before the call was
+    complete: nothing it asked for was committed."""

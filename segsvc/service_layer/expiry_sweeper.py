@@ -15,8 +15,10 @@ import psycopg
 import structlog
 
 from segsvc.domain.clock import Clock
+from segsvc.domain.request_ids import RETENTION
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.transactions import Transactions
+from segsvc.store import request_ids
 from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.expiry")
@@ -64,7 +66,13 @@ class ExpirySweeper:
                 break
         if total:
             log.info("expired_memberships_swept", count=total)
+        self.purge_request_ids()
         return total
+
+    def purge_request_ids(self) -> int:
+        """Forget request ids (AIP-155) older than their retention; return how many."""
+        with self.transactions.db.transaction() as conn:
+            return request_ids.purge(conn, self.transactions.clock() - RETENTION)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -9,9 +9,10 @@ from segsvc.domain import page_tokens
 from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, NotFound
 from segsvc.domain.models import Segment
+from segsvc.domain.request_ids import Replayed
 from segsvc.domain.rollout import percent_to_basis_points
 from segsvc.domain.segments import require_slug, validate_segment
-from segsvc.service_layer.transactions import Transactions
+from segsvc.service_layer.transactions import Once, Transactions
 from segsvc.store import memberships, segments
 from segsvc.store.database import Connection, Database
 from segsvc.store.membership_changes import MembershipChanges
@@ -38,7 +39,8 @@ class Segments:
         rollout_salt: str,
         validate_only: bool,
         account_id: int | None,
-    ) -> Segment:
+        once: Once[Segment] | None = None,
+    ) -> Segment | Replayed:
         """Create a segment and enrol its rollout share of users in one transaction.
 
         With `validate_only`, nothing is written and member_count says how many of
@@ -78,7 +80,7 @@ class Segments:
         # A rollout enrols every user: its statements grow with the data, so they get the
         # bulk time limit rather than the one for short calls.
         limit = self.db.bulk_limits.statement_timeout if basis_points else None
-        return self._transactions.write(account_id, lock, change, limit)
+        return self._transactions.write_once(account_id, lock, change, once, limit)
 
     def delete(self, slug: str, account_id: int | None) -> Segment:
         """Delete a live segment and end all its memberships (with history), atomically."""

@@ -12,6 +12,10 @@ jittered backoff, so a caller never sees ABORTED for a conflict it did not cause
 every attempt fails, the error reaches the caller as UNAVAILABLE (api/status_mapping),
 which standard gRPC retry policies retry; the call changed nothing.
 
+A request with a request id (AIP-155) first claims it (store/request_ids.py), before
+any other lock: a repeat gets the first attempt's stored response (`Replayed`) and
+changes nothing; the first attempt stores its response in the transaction of its change.
+
 At the end of the change, inside the transaction, the write path announces what it
 changed (`MembershipChanges.announce`): NOTIFY is transactional, so other processes'
 read caches hear of it exactly when it commits, and this process's cache right after
@@ -24,12 +28,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import psycopg.errors
 import structlog
 
 from segsvc.domain.clock import Clock
+from segsvc.domain.request_ids import RETENTION, Replayed, RequestKey, check_same_request
+from segsvc.store import request_ids
 from segsvc.store.database import Connection, Database
 from segsvc.store.membership_changes import MembershipChanges
 
@@ -41,6 +47,16 @@ ATTEMPTS = 3
 BACKOFF_SECONDS = 0.02
 
 log = structlog.get_logger("segsvc.transactions")
+
+
+@dataclass(frozen=True)
+class Once(Generic[T]):
+    """How to apply a request at most once: its key (computed when needed, as a client
+    stream's fingerprint is known only at its end; None without a request id) and how
+    to store its response."""
+
+    key: Callable[[], RequestKey | None]
+    encode: Callable[[T], bytes]
 
 
 @dataclass(frozen=True)
@@ -59,10 +75,23 @@ class Transactions:
     ) -> T:
         """One transaction: `lock`, read the clock, `change`; retried on conflicts.
         `statement_timeout` raises the time limit of its statements (bulk writes)."""
+        result = self.write_once(account_id, lock, change, None, statement_timeout)
+        assert not isinstance(result, Replayed)
+        return result
 
-        def attempt() -> T:
+    def write_once(
+        self,
+        account_id: int | None,
+        lock: Callable[[Connection], L],
+        change: Callable[[MembershipChanges, L], T],
+        once: Once[T] | None,
+        statement_timeout: float | None = None,
+    ) -> T | Replayed:
+        """Like `write`, applied at most once per request id (when `once` has one)."""
+
+        def attempt() -> T | Replayed:
             with self.db.transaction(statement_timeout) as conn:
-                return locked_write(conn, self.clock, account_id, lock, change)
+                return locked_write(conn, self.clock, account_id, lock, change, once)
 
         return retrying(attempt)
 
@@ -73,12 +102,24 @@ def locked_write(
     account_id: int | None,
     lock: Callable[[Connection], L],
     change: Callable[[MembershipChanges, L], T],
-) -> T:
-    """`lock`, then read the clock, then `change` and announce it, on an open transaction."""
+    once: Once[T] | None = None,
+) -> T | Replayed:
+    """Claim the request id (if any), `lock`, read the clock, `change` and announce it,
+    and remember the response, on an open transaction."""
+    key = once.key() if once else None
+    owner = account_id or 0
+    if key is not None:
+        now = clock()
+        earlier = request_ids.claim(conn, owner, key, now, now - RETENTION)
+        if earlier is not None:
+            check_same_request(key, earlier.fingerprint)
+            return Replayed(earlier.response)
     locked = lock(conn)
     changes = MembershipChanges(conn, clock(), account_id)
     result = change(changes, locked)
     changes.announce()
+    if once is not None and key is not None:
+        request_ids.remember(conn, owner, key, once.encode(result))
     return result
 
 

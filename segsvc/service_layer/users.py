@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from segsvc.domain.clock import Clock
-from segsvc.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from segsvc.domain.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound
 from segsvc.domain.history import segments_at
 from segsvc.domain.imports import check_chunk
 from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
 from segsvc.domain.models import ActiveSegment
+from segsvc.domain.request_ids import Replayed
 from segsvc.domain.user_ids import require_user_id
-from segsvc.service_layer.transactions import Transactions, in_savepoint, locked_write
+from segsvc.service_layer.transactions import Once, Transactions, in_savepoint, locked_write
 from segsvc.store import history, memberships, segments, users
 from segsvc.store.database import Connection, Database
 from segsvc.store.membership_changes import MembershipChanges, Rollout
@@ -63,8 +64,19 @@ class Users:
 
         return self._transactions.write(account_id, lock, change)
 
-    def import_users(self, chunks: Iterable[Sequence[int]], account_id: int | None) -> ImportResult:
-        """Register many ids in one transaction: all of them, or none if any is invalid."""
+    def import_users(
+        self,
+        chunks: Iterable[Sequence[int]],
+        account_id: int | None,
+        still_wanted: Callable[[], bool] = lambda: True,
+        once: Once[ImportResult] | None = None,
+    ) -> ImportResult | Replayed:
+        """Register many ids in one transaction: all of them, or none if any is invalid.
+
+        Commits only if `still_wanted()` right before the commit: a client stream that
+        ended because the server is stopping (grpcio then ends the iteration as if the
+        client had half-closed) or because the caller went away imports nothing.
+        """
 
         def validated() -> Iterable[Sequence[int]]:
             for number, chunk in enumerate(chunks):
@@ -90,9 +102,12 @@ class Users:
             # The stream cannot be read twice: only the registration after it is retried.
             decided = segments.live_rollouts(conn)
             received = users.copy_import(conn, validated(), decided)
-            return in_savepoint(
-                conn, lambda: locked_write(conn, self.clock, account_id, lock, change)
+            result = in_savepoint(
+                conn, lambda: locked_write(conn, self.clock, account_id, lock, change, once)
             )
+            if not still_wanted():
+                raise Cancelled("the stream ended before the client half-closed it")
+        return result
 
     def update(
         self,
@@ -100,7 +115,8 @@ class Users:
         additions: Sequence[RequestedAddition],
         removals: Sequence[str],
         account_id: int | None,
-    ) -> list[ActiveSegment]:
+        once: Once[list[ActiveSegment]] | None = None,
+    ) -> list[ActiveSegment] | Replayed:
         """Apply adds and removes atomically; return the user's segments afterwards."""
         # Checked before any database work; checked again with the transaction's time.
         update = validate_update(user_id, additions, removals, self.clock())
@@ -135,7 +151,7 @@ class Users:
             changes.update_user(user_id, plan)
             return memberships.active_for_user(conn, user_id, now)
 
-        return self._transactions.write(account_id, lock, change)
+        return self._transactions.write_once(account_id, lock, change, once)
 
     def get(self, user_id: int, as_of: datetime | None = None) -> list[ActiveSegment]:
         """Active segments now, or (with `as_of`) at a past instant from history."""

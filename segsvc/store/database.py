@@ -141,7 +141,8 @@ class Database:
         self.hot_limits = hot_limits
         self.bulk_limits = bulk_limits
         self.pool = _pool(conninfo, "segsvc", min_size, max_size, timeout, hot_limits)
-        self.bulk_pool = _pool(conninfo, "segsvc-bulk", 1, bulk_size, timeout, bulk_limits)
+        # No idle bulk connections: bulk work is rare, and each costs a server process.
+        self.bulk_pool = _pool(conninfo, "segsvc-bulk", 0, bulk_size, timeout, bulk_limits)
         self._bulk_slots = threading.BoundedSemaphore(bulk_size)
         self._unavailable: str | None = None
         self._probe: Connection | None = None

@@ -89,7 +89,7 @@ def test_delete_that_waited_behind_an_add_is_dated_after_it(
         wait_for_backend(db, "SELECT id, slug", lock_wait=True)
         clock.advance(timedelta(minutes=1))
         added = update(users, auth_metadata, uid, add=[slug])
-        assert slugs_of(added.user) == [slug]
+        assert slug in slugs_of(added.user)
         blocker.rollback()
         deleted = deleting.result()
     assert deleted.segment.member_count == 1
@@ -99,10 +99,11 @@ def test_delete_that_waited_behind_an_add_is_dated_after_it(
     as_of = users.GetUserSegments(
         pb.GetUserSegmentsRequest(user_id=uid, as_of=timestamp(now)), metadata=auth_metadata
     )
-    assert slugs_of(current.user) == []
-    assert slugs_of(as_of.user) == []
+    assert slug not in slugs_of(current.user)
+    assert slug not in slugs_of(as_of.user)
     events = month_events(segments, auth_metadata, uid, now)
-    assert [(slug_, op) for _, slug_, op in events] == [(slug, "add"), (slug, "remove")]
+    events = [e for e in events if e[1] == slug]  # live rollouts of other tests aside
+    assert [op for _, _, op in events] == ["add", "remove"]
     assert events[0][0] < events[1][0]
 
 

@@ -61,3 +61,26 @@ def test_concurrent_sweepers_move_each_row_once(
     assert len(rows) == count
     assert all(r[1] == 1 and r[3] for r in rows)
     assert all(r[2] == now - timedelta(seconds=r[0] - base) for r in rows)
+
+
+def test_sweeps_forget_request_ids_after_24_hours(
+    database_url: str, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC)
+    account = 987_654_321
+    for age in (timedelta(hours=25), timedelta(hours=23)):
+        db.execute(
+            "INSERT INTO request_ids (account_id, request_id, fingerprint, response, created_at)"
+            " VALUES (%s, gen_random_uuid(), '\\x00', '\\x00', %s)",
+            (account, now - age),
+        )
+    database = Database.from_settings(database_url, make_settings())
+    database.open()
+    try:
+        ExpirySweeper(database, lambda: now, Metrics(), 3600, 200).sweep_once()
+    finally:
+        database.close()
+    rows = db.execute(
+        "SELECT created_at FROM request_ids WHERE account_id = %s", (account,)
+    ).fetchall()
+    assert [r[0] for r in rows] == [now - timedelta(hours=23)]

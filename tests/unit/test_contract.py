@@ -47,7 +47,7 @@ def test_current_contract_keeps_the_released_one(workspace: Path) -> None:
             "  int64 user = 1;\n  // Optional instant",
             "changed name",
         ),
-        ("  repeated string remove = 3;", "  repeated string remove = 4;", "deleted"),
+        ("  repeated string remove = 3;", "  repeated string remove = 9;", "deleted"),
         ("  rpc CreateUser(", "  rpc RegisterUser(", "deleted"),
     ],
 )

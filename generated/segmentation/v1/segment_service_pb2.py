@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from segmentation.v1 import auth_options_pb2 as segmentation_dot_v1_dot_auth__options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%segmentation/v1/segment_service.proto\x12\x0fsegmentation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"segmentation/v1/auth_options.proto\"\xcb\x01\n\x07Segment\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x0c\x61uto_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0crollout_salt\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0cmember_count\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x0f\n\r_auto_percentB\x0f\n\r_member_count\"\x92\x01\n\x14\x43reateSegmentRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x0c\x61uto_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0crollout_salt\x18\x05 \x01(\t\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x42\x0f\n\r_auto_percent\"B\n\x15\x43reateSegmentResponse\x12)\n\x07segment\x18\x01 \x01(\x0b\x32\x18.segmentation.v1.Segment\"$\n\x14\x44\x65leteSegmentRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\"B\n\x15\x44\x65leteSegmentResponse\x12)\n\x07segment\x18\x01 \x01(\x0b\x32\x18.segmentation.v1.Segment\"!\n\x11GetSegmentRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\"?\n\x12GetSegmentResponse\x12)\n\x07segment\x18\x01 \x01(\x0b\x32\x18.segmentation.v1.Segment\"<\n\x13ListSegmentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x14ListSegmentsResponse\x12*\n\x08segments\x18\x01 \x03(\x0b\x32\x18.segmentation.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17ListSegmentUsersRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\",\n\x18ListSegmentUsersResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"H\n\x17GetHistoryReportRequest\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x10\n\x08user_ids\x18\x03 \x03(\x03\"W\n\x18GetHistoryReportResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x1aStreamHistoryReportRequest\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x10\n\x08user_ids\x18\x03 \x03(\x03\",\n\x1bStreamHistoryReportResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\x84\x06\n\x0eSegmentService\x12\x66\n\rCreateSegment\x12%.segmentation.v1.CreateSegmentRequest\x1a&.segmentation.v1.CreateSegmentResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12\x66\n\rDeleteSegment\x12%.segmentation.v1.DeleteSegmentRequest\x1a&.segmentation.v1.DeleteSegmentResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12]\n\nGetSegment\x12\".segmentation.v1.GetSegmentRequest\x1a#.segmentation.v1.GetSegmentResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x63\n\x0cListSegments\x12$.segmentation.v1.ListSegmentsRequest\x1a%.segmentation.v1.ListSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12q\n\x10ListSegmentUsers\x12(.segmentation.v1.ListSegmentUsersRequest\x1a).segmentation.v1.ListSegmentUsersResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x30\x01\x12o\n\x10GetHistoryReport\x12(.segmentation.v1.GetHistoryReportRequest\x1a).segmentation.v1.GetHistoryReportResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12z\n\x13StreamHistoryReport\x12+.segmentation.v1.StreamHistoryReportRequest\x1a,.segmentation.v1.StreamHistoryReportResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x30\x01\x42\x44ZBgithub.com/segsvc/segsvc/clients/go/segmentation/v1;segmentationv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%segmentation/v1/segment_service.proto\x12\x0fsegmentation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"segmentation/v1/auth_options.proto\"\xcb\x01\n\x07Segment\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x0c\x61uto_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0crollout_salt\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0cmember_count\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x0f\n\r_auto_percentB\x0f\n\r_member_count\"\xa6\x01\n\x14\x43reateSegmentRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x0c\x61uto_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0crollout_salt\x18\x05 \x01(\t\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\tB\x0f\n\r_auto_percent\"B\n\x15\x43reateSegmentResponse\x12)\n\x07segment\x18\x01 \x01(\x0b\x32\x18.segmentation.v1.Segment\"$\n\x14\x44\x65leteSegmentRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\"B\n\x15\x44\x65leteSegmentResponse\x12)\n\x07segment\x18\x01 \x01(\x0b\x32\x18.segmentation.v1.Segment\"!\n\x11GetSegmentRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\"?\n\x12GetSegmentResponse\x12)\n\x07segment\x18\x01 \x01(\x0b\x32\x18.segmentation.v1.Segment\"<\n\x13ListSegmentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x14ListSegmentsResponse\x12*\n\x08segments\x18\x01 \x03(\x0b\x32\x18.segmentation.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17ListSegmentUsersRequest\x12\x0c\n\x04slug\x18\x01 \x01(\t\",\n\x18ListSegmentUsersResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"H\n\x17GetHistoryReportRequest\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x10\n\x08user_ids\x18\x03 \x03(\x03\"W\n\x18GetHistoryReportResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x1aStreamHistoryReportRequest\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x10\n\x08user_ids\x18\x03 \x03(\x03\",\n\x1bStreamHistoryReportResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\x84\x06\n\x0eSegmentService\x12\x66\n\rCreateSegment\x12%.segmentation.v1.CreateSegmentRequest\x1a&.segmentation.v1.CreateSegmentResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12\x66\n\rDeleteSegment\x12%.segmentation.v1.DeleteSegmentRequest\x1a&.segmentation.v1.DeleteSegmentResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12]\n\nGetSegment\x12\".segmentation.v1.GetSegmentRequest\x1a#.segmentation.v1.GetSegmentResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x63\n\x0cListSegments\x12$.segmentation.v1.ListSegmentsRequest\x1a%.segmentation.v1.ListSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12q\n\x10ListSegmentUsers\x12(.segmentation.v1.ListSegmentUsersRequest\x1a).segmentation.v1.ListSegmentUsersResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x30\x01\x12o\n\x10GetHistoryReport\x12(.segmentation.v1.GetHistoryReportRequest\x1a).segmentation.v1.GetHistoryReportResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12z\n\x13StreamHistoryReport\x12+.segmentation.v1.StreamHistoryReportRequest\x1a,.segmentation.v1.StreamHistoryReportResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x30\x01\x42\x44ZBgithub.com/segsvc/segsvc/clients/go/segmentation/v1;segmentationv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,33 +51,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENT']._serialized_start=128
   _globals['_SEGMENT']._serialized_end=331
   _globals['_CREATESEGMENTREQUEST']._serialized_start=334
-  _globals['_CREATESEGMENTREQUEST']._serialized_end=480
-  _globals['_CREATESEGMENTRESPONSE']._serialized_start=482
-  _globals['_CREATESEGMENTRESPONSE']._serialized_end=548
-  _globals['_DELETESEGMENTREQUEST']._serialized_start=550
-  _globals['_DELETESEGMENTREQUEST']._serialized_end=586
-  _globals['_DELETESEGMENTRESPONSE']._serialized_start=588
-  _globals['_DELETESEGMENTRESPONSE']._serialized_end=654
-  _globals['_GETSEGMENTREQUEST']._serialized_start=656
-  _globals['_GETSEGMENTREQUEST']._serialized_end=689
-  _globals['_GETSEGMENTRESPONSE']._serialized_start=691
-  _globals['_GETSEGMENTRESPONSE']._serialized_end=754
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=756
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=816
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=818
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=909
-  _globals['_LISTSEGMENTUSERSREQUEST']._serialized_start=911
-  _globals['_LISTSEGMENTUSERSREQUEST']._serialized_end=950
-  _globals['_LISTSEGMENTUSERSRESPONSE']._serialized_start=952
-  _globals['_LISTSEGMENTUSERSRESPONSE']._serialized_end=996
-  _globals['_GETHISTORYREPORTREQUEST']._serialized_start=998
-  _globals['_GETHISTORYREPORTREQUEST']._serialized_end=1070
-  _globals['_GETHISTORYREPORTRESPONSE']._serialized_start=1072
-  _globals['_GETHISTORYREPORTRESPONSE']._serialized_end=1159
-  _globals['_STREAMHISTORYREPORTREQUEST']._serialized_start=1161
-  _globals['_STREAMHISTORYREPORTREQUEST']._serialized_end=1236
-  _globals['_STREAMHISTORYREPORTRESPONSE']._serialized_start=1238
-  _globals['_STREAMHISTORYREPORTRESPONSE']._serialized_end=1282
-  _globals['_SEGMENTSERVICE']._serialized_start=1285
-  _globals['_SEGMENTSERVICE']._serialized_end=2057
+  _globals['_CREATESEGMENTREQUEST']._serialized_end=500
+  _globals['_CREATESEGMENTRESPONSE']._serialized_start=502
+  _globals['_CREATESEGMENTRESPONSE']._serialized_end=568
+  _globals['_DELETESEGMENTREQUEST']._serialized_start=570
+  _globals['_DELETESEGMENTREQUEST']._serialized_end=606
+  _globals['_DELETESEGMENTRESPONSE']._serialized_start=608
+  _globals['_DELETESEGMENTRESPONSE']._serialized_end=674
+  _globals['_GETSEGMENTREQUEST']._serialized_start=676
+  _globals['_GETSEGMENTREQUEST']._serialized_end=709
+  _globals['_GETSEGMENTRESPONSE']._serialized_start=711
+  _globals['_GETSEGMENTRESPONSE']._serialized_end=774
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=776
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=836
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=838
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=929
+  _globals['_LISTSEGMENTUSERSREQUEST']._serialized_start=931
+  _globals['_LISTSEGMENTUSERSREQUEST']._serialized_end=970
+  _globals['_LISTSEGMENTUSERSRESPONSE']._serialized_start=972
+  _globals['_LISTSEGMENTUSERSRESPONSE']._serialized_end=1016
+  _globals['_GETHISTORYREPORTREQUEST']._serialized_start=1018
+  _globals['_GETHISTORYREPORTREQUEST']._serialized_end=1090
+  _globals['_GETHISTORYREPORTRESPONSE']._serialized_start=1092
+  _globals['_GETHISTORYREPORTRESPONSE']._serialized_end=1179
+  _globals['_STREAMHISTORYREPORTREQUEST']._serialized_start=1181
+  _globals['_STREAMHISTORYREPORTREQUEST']._serialized_end=1256
+  _globals['_STREAMHISTORYREPORTRESPONSE']._serialized_start=1258
+  _globals['_STREAMHISTORYREPORTRESPONSE']._serialized_end=1302
+  _globals['_SEGMENTSERVICE']._serialized_start=1305
+  _globals['_SEGMENTSERVICE']._serialized_end=2077
 # @@protoc_insertion_point(module_scope)

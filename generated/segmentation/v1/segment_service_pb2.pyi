@@ -74,6 +74,7 @@ class CreateSegmentRequest(_message.Message):
     AUTO_PERCENT_FIELD_NUMBER: _builtins.int
     ROLLOUT_SALT_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     slug: _builtins.str
     description: _builtins.str
     """Free text for people, up to 1000 characters."""
@@ -85,6 +86,11 @@ class CreateSegmentRequest(_message.Message):
     """
     validate_only: _builtins.bool
     """Check the request and count the users the rollout would enrol; create nothing."""
+    request_id: _builtins.str
+    """Optional AIP-155 request id, a UUID: a repeat with the same id by the same account
+    within 24 hours returns the first response and changes nothing (safe retries after
+    a lost response). The same id with a different request is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -93,10 +99,11 @@ class CreateSegmentRequest(_message.Message):
         auto_percent: _builtins.float | None = ...,
         rollout_salt: _builtins.str = ...,
         validate_only: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_auto_percent", b"_auto_percent", "auto_percent", b"auto_percent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_auto_percent", b"_auto_percent", "auto_percent", b"auto_percent", "description", b"description", "rollout_salt", b"rollout_salt", "slug", b"slug", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_auto_percent", b"_auto_percent", "auto_percent", b"auto_percent", "description", b"description", "request_id", b"request_id", "rollout_salt", b"rollout_salt", "slug", b"slug", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__auto_percent: _TypeAlias = _typing.Literal["auto_percent"]  # noqa: Y015
     _WhichOneofArgType__auto_percent: _TypeAlias = _typing.Literal["_auto_percent", b"_auto_percent"]  # noqa: Y015

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from segmentation.v1 import auth_options_pb2 as segmentation_dot_v1_dot_auth__options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"segmentation/v1/user_service.proto\x12\x0fsegmentation.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"segmentation/v1/auth_options.proto\"\xac\x01\n\x0bUserSegment\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12,\n\x08\x61\x64\x64\x65\x64_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06reason\x18\x04 \x01(\x0e\x32!.segmentation.v1.MembershipReason\"O\n\x0cUserSegments\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12.\n\x08segments\x18\x02 \x03(\x0b\x32\x1c.segmentation.v1.UserSegment\"$\n\x11\x43reateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"A\n\x12\x43reateUserResponse\x12+\n\x04user\x18\x01 \x01(\x0b\x32\x1d.segmentation.v1.UserSegments\"&\n\x12ImportUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"f\n\x13ImportUsersResponse\x12\x16\n\x0ereceived_count\x18\x01 \x01(\x03\x12\x15\n\rcreated_count\x18\x02 \x01(\x03\x12 \n\x18rollout_membership_count\x18\x03 \x01(\x03\"\x85\x01\n\x0fSegmentAddition\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x30\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12(\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x42\x08\n\x06\x65xpiry\"k\n\x19UpdateUserSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12-\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32 .segmentation.v1.SegmentAddition\x12\x0e\n\x06remove\x18\x03 \x03(\t\"I\n\x1aUpdateUserSegmentsResponse\x12+\n\x04user\x18\x01 \x01(\x0b\x32\x1d.segmentation.v1.UserSegments\"T\n\x16GetUserSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x17GetUserSegmentsResponse\x12+\n\x04user\x18\x01 \x01(\x0b\x32\x1d.segmentation.v1.UserSegments\"/\n\x1b\x42\x61tchGetUserSegmentsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"L\n\x1c\x42\x61tchGetUserSegmentsResponse\x12,\n\x05users\x18\x01 \x03(\x0b\x32\x1d.segmentation.v1.UserSegments*r\n\x10MembershipReason\x12!\n\x1dMEMBERSHIP_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18MEMBERSHIP_REASON_MANUAL\x10\x01\x12\x1d\n\x19MEMBERSHIP_REASON_ROLLOUT\x10\x02\x32\xb2\x04\n\x0bUserService\x12]\n\nCreateUser\x12\".segmentation.v1.CreateUserRequest\x1a#.segmentation.v1.CreateUserResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12\x62\n\x0bImportUsers\x12#.segmentation.v1.ImportUsersRequest\x1a$.segmentation.v1.ImportUsersResponse\"\x06\x8a\xb5\x18\x02\x08\x02(\x01\x12u\n\x12UpdateUserSegments\x12*.segmentation.v1.UpdateUserSegmentsRequest\x1a+.segmentation.v1.UpdateUserSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12l\n\x0fGetUserSegments\x12\'.segmentation.v1.GetUserSegmentsRequest\x1a(.segmentation.v1.GetUserSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12{\n\x14\x42\x61tchGetUserSegments\x12,.segmentation.v1.BatchGetUserSegmentsRequest\x1a-.segmentation.v1.BatchGetUserSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x42\x44ZBgithub.com/segsvc/segsvc/clients/go/segmentation/v1;segmentationv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"segmentation/v1/user_service.proto\x12\x0fsegmentation.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"segmentation/v1/auth_options.proto\"\xac\x01\n\x0bUserSegment\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12,\n\x08\x61\x64\x64\x65\x64_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x06reason\x18\x04 \x01(\x0e\x32!.segmentation.v1.MembershipReason\"O\n\x0cUserSegments\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12.\n\x08segments\x18\x02 \x03(\x0b\x32\x1c.segmentation.v1.UserSegment\"$\n\x11\x43reateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"A\n\x12\x43reateUserResponse\x12+\n\x04user\x18\x01 \x01(\x0b\x32\x1d.segmentation.v1.UserSegments\":\n\x12ImportUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"f\n\x13ImportUsersResponse\x12\x16\n\x0ereceived_count\x18\x01 \x01(\x03\x12\x15\n\rcreated_count\x18\x02 \x01(\x03\x12 \n\x18rollout_membership_count\x18\x03 \x01(\x03\"\x85\x01\n\x0fSegmentAddition\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x30\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12(\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x42\x08\n\x06\x65xpiry\"\x7f\n\x19UpdateUserSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12-\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32 .segmentation.v1.SegmentAddition\x12\x0e\n\x06remove\x18\x03 \x03(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"I\n\x1aUpdateUserSegmentsResponse\x12+\n\x04user\x18\x01 \x01(\x0b\x32\x1d.segmentation.v1.UserSegments\"T\n\x16GetUserSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x17GetUserSegmentsResponse\x12+\n\x04user\x18\x01 \x01(\x0b\x32\x1d.segmentation.v1.UserSegments\"/\n\x1b\x42\x61tchGetUserSegmentsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x03\"L\n\x1c\x42\x61tchGetUserSegmentsResponse\x12,\n\x05users\x18\x01 \x03(\x0b\x32\x1d.segmentation.v1.UserSegments*r\n\x10MembershipReason\x12!\n\x1dMEMBERSHIP_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18MEMBERSHIP_REASON_MANUAL\x10\x01\x12\x1d\n\x19MEMBERSHIP_REASON_ROLLOUT\x10\x02\x32\xb2\x04\n\x0bUserService\x12]\n\nCreateUser\x12\".segmentation.v1.CreateUserRequest\x1a#.segmentation.v1.CreateUserResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12\x62\n\x0bImportUsers\x12#.segmentation.v1.ImportUsersRequest\x1a$.segmentation.v1.ImportUsersResponse\"\x06\x8a\xb5\x18\x02\x08\x02(\x01\x12u\n\x12UpdateUserSegments\x12*.segmentation.v1.UpdateUserSegmentsRequest\x1a+.segmentation.v1.UpdateUserSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12l\n\x0fGetUserSegments\x12\'.segmentation.v1.GetUserSegmentsRequest\x1a(.segmentation.v1.GetUserSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12{\n\x14\x42\x61tchGetUserSegments\x12,.segmentation.v1.BatchGetUserSegmentsRequest\x1a-.segmentation.v1.BatchGetUserSegmentsResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x42\x44ZBgithub.com/segsvc/segsvc/clients/go/segmentation/v1;segmentationv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,8 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['GetUserSegments']._serialized_options = b'\212\265\030\002\010\001'
   _globals['_USERSERVICE'].methods_by_name['BatchGetUserSegments']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['BatchGetUserSegments']._serialized_options = b'\212\265\030\002\010\001'
-  _globals['_MEMBERSHIPREASON']._serialized_start=1266
-  _globals['_MEMBERSHIPREASON']._serialized_end=1380
+  _globals['_MEMBERSHIPREASON']._serialized_start=1306
+  _globals['_MEMBERSHIPREASON']._serialized_end=1420
   _globals['_USERSEGMENT']._serialized_start=157
   _globals['_USERSEGMENT']._serialized_end=329
   _globals['_USERSEGMENTS']._serialized_start=331
@@ -56,23 +56,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEUSERRESPONSE']._serialized_start=450
   _globals['_CREATEUSERRESPONSE']._serialized_end=515
   _globals['_IMPORTUSERSREQUEST']._serialized_start=517
-  _globals['_IMPORTUSERSREQUEST']._serialized_end=555
-  _globals['_IMPORTUSERSRESPONSE']._serialized_start=557
-  _globals['_IMPORTUSERSRESPONSE']._serialized_end=659
-  _globals['_SEGMENTADDITION']._serialized_start=662
-  _globals['_SEGMENTADDITION']._serialized_end=795
-  _globals['_UPDATEUSERSEGMENTSREQUEST']._serialized_start=797
-  _globals['_UPDATEUSERSEGMENTSREQUEST']._serialized_end=904
-  _globals['_UPDATEUSERSEGMENTSRESPONSE']._serialized_start=906
-  _globals['_UPDATEUSERSEGMENTSRESPONSE']._serialized_end=979
-  _globals['_GETUSERSEGMENTSREQUEST']._serialized_start=981
-  _globals['_GETUSERSEGMENTSREQUEST']._serialized_end=1065
-  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_start=1067
-  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_end=1137
-  _globals['_BATCHGETUSERSEGMENTSREQUEST']._serialized_start=1139
-  _globals['_BATCHGETUSERSEGMENTSREQUEST']._serialized_end=1186
-  _globals['_BATCHGETUSERSEGMENTSRESPONSE']._serialized_start=1188
-  _globals['_BATCHGETUSERSEGMENTSRESPONSE']._serialized_end=1264
-  _globals['_USERSERVICE']._serialized_start=1383
-  _globals['_USERSERVICE']._serialized_end=1945
+  _globals['_IMPORTUSERSREQUEST']._serialized_end=575
+  _globals['_IMPORTUSERSRESPONSE']._serialized_start=577
+  _globals['_IMPORTUSERSRESPONSE']._serialized_end=679
+  _globals['_SEGMENTADDITION']._serialized_start=682
+  _globals['_SEGMENTADDITION']._serialized_end=815
+  _globals['_UPDATEUSERSEGMENTSREQUEST']._serialized_start=817
+  _globals['_UPDATEUSERSEGMENTSREQUEST']._serialized_end=944
+  _globals['_UPDATEUSERSEGMENTSRESPONSE']._serialized_start=946
+  _globals['_UPDATEUSERSEGMENTSRESPONSE']._serialized_end=1019
+  _globals['_GETUSERSEGMENTSREQUEST']._serialized_start=1021
+  _globals['_GETUSERSEGMENTSREQUEST']._serialized_end=1105
+  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_start=1107
+  _globals['_GETUSERSEGMENTSRESPONSE']._serialized_end=1177
+  _globals['_BATCHGETUSERSEGMENTSREQUEST']._serialized_start=1179
+  _globals['_BATCHGETUSERSEGMENTSREQUEST']._serialized_end=1226
+  _globals['_BATCHGETUSERSEGMENTSRESPONSE']._serialized_start=1228
+  _globals['_BATCHGETUSERSEGMENTSRESPONSE']._serialized_end=1304
+  _globals['_USERSERVICE']._serialized_start=1423
+  _globals['_USERSERVICE']._serialized_end=1985
 # @@protoc_insertion_point(module_scope)

@@ -153,6 +153,13 @@ class ImportUsersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_IDS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional AIP-155 request id, a UUID: a repeat with the same id by the same account
+    within 24 hours returns the first response and changes nothing (safe retries after
+    a lost response). The same id with a different request is INVALID_ARGUMENT.
+    Read from the first message of the stream only.
+    """
     @_builtins.property
     def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """One chunk of ids, each > 0; up to 100000 per message."""
@@ -161,10 +168,11 @@ class ImportUsersRequest(_message.Message):
         self,
         *,
         user_ids: _abc.Iterable[_builtins.int] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -240,8 +248,14 @@ class UpdateUserSegmentsRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     ADD_FIELD_NUMBER: _builtins.int
     REMOVE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """End-user id, > 0."""
+    request_id: _builtins.str
+    """Optional AIP-155 request id, a UUID: a repeat with the same id by the same account
+    within 24 hours returns the first response and changes nothing (safe retries after
+    a lost response). The same id with a different request is INVALID_ARGUMENT.
+    """
     @_builtins.property
     def add(self) -> _containers.RepeatedCompositeFieldContainer[Global___SegmentAddition]:
         """Segments to add; a slug may appear once across `add` and `remove`."""
@@ -256,10 +270,11 @@ class UpdateUserSegmentsRequest(_message.Message):
         user_id: _builtins.int = ...,
         add: _abc.Iterable[Global___SegmentAddition] | None = ...,
         remove: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "remove", b"remove", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "remove", b"remove", "request_id", b"request_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -62,6 +62,7 @@ class CreateSegmentRequest(google.protobuf.message.Message):
     AUTO_PERCENT_FIELD_NUMBER: builtins.int
     ROLLOUT_SALT_FIELD_NUMBER: builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: builtins.int
+    REQUEST_ID_FIELD_NUMBER: builtins.int
     slug: builtins.str
     description: builtins.str
     """Free text for people, up to 1000 characters."""
@@ -73,6 +74,11 @@ class CreateSegmentRequest(google.protobuf.message.Message):
     """
     validate_only: builtins.bool
     """Check the request and count the users the rollout would enrol; create nothing."""
+    request_id: builtins.str
+    """Optional AIP-155 request id, a UUID: a repeat with the same id by the same account
+    within 24 hours returns the first response and changes nothing (safe retries after
+    a lost response). The same id with a different request is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -81,9 +87,10 @@ class CreateSegmentRequest(google.protobuf.message.Message):
         auto_percent: builtins.float | None = ...,
         rollout_salt: builtins.str = ...,
         validate_only: builtins.bool = ...,
+        request_id: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_auto_percent", b"_auto_percent", "auto_percent", b"auto_percent"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_auto_percent", b"_auto_percent", "auto_percent", b"auto_percent", "description", b"description", "rollout_salt", b"rollout_salt", "slug", b"slug", "validate_only", b"validate_only"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_auto_percent", b"_auto_percent", "auto_percent", b"auto_percent", "description", b"description", "request_id", b"request_id", "rollout_salt", b"rollout_salt", "slug", b"slug", "validate_only", b"validate_only"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_auto_percent", b"_auto_percent"]) -> typing.Literal["auto_percent"] | None: ...
 
 global___CreateSegmentRequest = CreateSegmentRequest

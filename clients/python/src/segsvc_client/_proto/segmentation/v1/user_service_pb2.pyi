@@ -139,6 +139,13 @@ class ImportUsersRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     USER_IDS_FIELD_NUMBER: builtins.int
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    request_id: builtins.str
+    """Optional AIP-155 request id, a UUID: a repeat with the same id by the same account
+    within 24 hours returns the first response and changes nothing (safe retries after
+    a lost response). The same id with a different request is INVALID_ARGUMENT.
+    Read from the first message of the stream only.
+    """
     @property
     def user_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
         """One chunk of ids, each > 0; up to 100000 per message."""
@@ -147,8 +154,9 @@ class ImportUsersRequest(google.protobuf.message.Message):
         self,
         *,
         user_ids: collections.abc.Iterable[builtins.int] | None = ...,
+        request_id: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["user_ids", b"user_ids"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["request_id", b"request_id", "user_ids", b"user_ids"]) -> None: ...
 
 global___ImportUsersRequest = ImportUsersRequest
 
@@ -214,8 +222,14 @@ class UpdateUserSegmentsRequest(google.protobuf.message.Message):
     USER_ID_FIELD_NUMBER: builtins.int
     ADD_FIELD_NUMBER: builtins.int
     REMOVE_FIELD_NUMBER: builtins.int
+    REQUEST_ID_FIELD_NUMBER: builtins.int
     user_id: builtins.int
     """End-user id, > 0."""
+    request_id: builtins.str
+    """Optional AIP-155 request id, a UUID: a repeat with the same id by the same account
+    within 24 hours returns the first response and changes nothing (safe retries after
+    a lost response). The same id with a different request is INVALID_ARGUMENT.
+    """
     @property
     def add(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SegmentAddition]:
         """Segments to add; a slug may appear once across `add` and `remove`."""
@@ -230,8 +244,9 @@ class UpdateUserSegmentsRequest(google.protobuf.message.Message):
         user_id: builtins.int = ...,
         add: collections.abc.Iterable[global___SegmentAddition] | None = ...,
         remove: collections.abc.Iterable[builtins.str] | None = ...,
+        request_id: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["add", b"add", "remove", b"remove", "user_id", b"user_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["add", b"add", "remove", b"remove", "request_id", b"request_id", "user_id", b"user_id"]) -> None: ...
 
 global___UpdateUserSegmentsRequest = UpdateUserSegmentsRequest
 
