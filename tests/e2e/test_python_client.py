@@ -248,7 +248,12 @@ class _FlakyUserService:
                 client_user_pb.UpdateUserSegmentsRequest,
                 client_user_pb.UpdateUserSegmentsResponse,
             ),
+            "CreateUser": (
+                client_user_pb.CreateUserRequest,
+                client_user_pb.CreateUserResponse,
+            ),
         }
+        self.request_ids: list[str] = []
         self.server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
@@ -270,6 +275,8 @@ class _FlakyUserService:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             with self.lock:
                 self.attempts[name] = self.attempts.get(name, 0) + 1
+                if name == "UpdateUserSegments":
+                    self.request_ids.append(request.request_id)
                 failing = self.attempts[name] <= self.failures
             if failing:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
@@ -278,14 +285,18 @@ class _FlakyUserService:
         return handle
 
 
-def test_reads_are_retried_on_unavailable_and_plain_writes_are_not() -> None:
+def test_reads_and_request_id_writes_are_retried_plain_writes_are_not() -> None:
     flaky = _FlakyUserService(failures=2)
     flaky.server.start()
     try:
         with SegsvcClient(f"127.0.0.1:{flaky.port}", api_key="k") as client:
             client.get_user_segments(7)
+            client.update_user_segments(7, add=["A"])
             with pytest.raises(segsvc_client.Unavailable):
-                client.update_user_segments(7, add=["A"])
+                client.create_user(7)
     finally:
         flaky.server.stop(grace=None)
-    assert flaky.attempts == {"GetUserSegments": 3, "UpdateUserSegments": 1}
+    assert flaky.attempts == {"GetUserSegments": 3, "UpdateUserSegments": 3, "CreateUser": 1}
+    # Every attempt of the write carried the same request id, so the server applies it once.
+    assert len(set(flaky.request_ids)) == 1
+    assert flaky.request_ids[0]
