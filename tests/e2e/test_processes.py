@@ -35,7 +35,9 @@ def _answering_processes(port: int, connections: int) -> set[str]:
     """Request-id prefixes (one per serving process) seen over fresh connections."""
     seen: set[str] = set()
     for _ in range(connections):
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # A local subchannel pool: channels would otherwise share one connection.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
             _, call = health_pb2_grpc.HealthStub(channel).Check.with_call(
                 health_pb2.HealthCheckRequest(), timeout=5
             )

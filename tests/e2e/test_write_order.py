@@ -139,6 +139,8 @@ def test_import_rollout_rows_are_never_dated_before_their_segment(
     found = users.BatchGetUserSegments(
         pb.BatchGetUserSegmentsRequest(user_ids=ids), metadata=auth_metadata
     )
+    # A live 100 % rollout would enrol every user the rest of the session registers.
+    segments.DeleteSegment(seg_pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata)
     added_at = [s.added_at.ToDatetime() for u in found.users for s in u.segments if s.slug == slug]
     assert len(added_at) == 200
     assert min(added_at) >= create_time
