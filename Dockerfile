@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # segsvc image: a builder stage installs the package into a virtualenv; the final stage
-# copies only that virtualenv and the migrations, and runs as an unprivileged user.
+# copies only that virtualenv (the package carries its migrations) and runs unprivileged.
 
 FROM python:3.12-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -8,6 +8,8 @@ WORKDIR /src
 RUN python -m venv /opt/segsvc
 COPY pyproject.toml README.md ./
 COPY segsvc ./segsvc
+# segsvc/migrations links here: the wheel gets a copy of the migrations.
+COPY migrations ./migrations
 COPY generated ./generated
 # The client package, for the client commands (`segsvc segment list`, ...) in the image.
 COPY clients/python ./clients/python
@@ -18,13 +20,11 @@ FROM python:3.12-slim
 ENV PATH=/opt/segsvc/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     SEGSVC_GRPC_ADDR=0.0.0.0:50051 \
-    SEGSVC_HTTP_ADDR=0.0.0.0:8081 \
-    SEGSVC_MIGRATIONS_DIR=/app/migrations
+    SEGSVC_HTTP_ADDR=0.0.0.0:8081
 RUN groupadd --system --gid 10001 segsvc \
     && useradd --system --uid 10001 --gid segsvc --home-dir /app --shell /usr/sbin/nologin segsvc
 WORKDIR /app
 COPY --from=builder /opt/segsvc /opt/segsvc
-COPY migrations ./migrations
 USER 10001:10001
 EXPOSE 50051 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

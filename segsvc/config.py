@@ -15,8 +15,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "segsvc"
-# The repository's migrations/ (a source checkout); images set SEGSVC_MIGRATIONS_DIR.
-DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The migrations inside the package: in a checkout a link to the repository's migrations/
+# (the source), in an installed wheel a copy, so every installation migrates by itself.
+DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 class Settings(BaseSettings):

@@ -9,6 +9,7 @@ from pathlib import Path
 from segsvc.config import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+ROOT_PACKAGE = Path(__file__).resolve().parents[2] / "segsvc"
 ROW = re.compile(r"^\| `(SEGSVC_[A-Z_]+)` \| ([^|]+) \|", re.MULTILINE)
 
 
@@ -25,6 +26,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
         elif name == "SEGSVC_DATA_DIR":
             assert shown == "~/.local/share/segsvc"
         elif name == "SEGSVC_MIGRATIONS_DIR":
-            assert shown == "<checkout>/migrations"
+            assert shown == "<package>/migrations"
+            assert default == ROOT_PACKAGE / "migrations"
         else:
             assert shown == str(default), name
