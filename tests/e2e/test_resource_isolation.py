@@ -54,7 +54,9 @@ def small_server(fresh_database: Any) -> Iterator[SegsvcServer]:
     settings = make_settings(
         pool_min_size=1,
         pool_size=2,
-        pool_timeout_seconds=1,
+        # The production default: a reconnect after the database dropped every session
+        # (test_dropped_connections_cost_no_call) may take over a second on a busy machine.
+        pool_timeout_seconds=5,
         bulk_pool_size=2,
         grpc_workers=16,
         statement_timeout_seconds=0.3,
