@@ -1,23 +1,28 @@
 """Assembles a segsvc process: database, services, gRPC server, HTTP side port and
 background tasks, and takes them down in the right order.
 
-The gRPC server is grpcio's threaded `grpc.server`, which lets plain blocking psycopg
-code run unchanged. The README's "Server model" section has the measurements against
-grpc.aio (which came out ahead on these machines) and why this release keeps threads.
+The gRPC server is grpc.aio on its own event loop thread (uvloop): the hot reads are
+coroutines answered on the loop, everything else blocking code on worker threads
+(api.blocking_calls). The README's "Server model" section has the measurements against
+grpcio's threaded server that decided it. The rest of the process - health watcher,
+sweeper, cache listener, HTTP port, stream watchdog - keeps its own threads, and the
+process's main thread only starts and stops it all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import grpc
 import structlog
+import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,6 +31,7 @@ from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segsvc.api import access_rules, messages
 from segsvc.api.auth_servicer import AuthServicer
+from segsvc.api.blocking_calls import BlockingCalls
 from segsvc.api.interceptors import ServerInterceptor
 from segsvc.api.segment_servicer import SegmentServicer
 from segsvc.api.stream_watchdog import StreamWatchdog
@@ -55,6 +61,7 @@ from segsvc.store import migrations
 from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.server")
+T = TypeVar("T")
 
 CONTRACT_FILES = [
     auth_service_pb2.DESCRIPTOR,
@@ -149,6 +156,7 @@ class SegsvcServer:
         self.metrics.watch_pool(self.db.pool)
         self.stream_watchdog = StreamWatchdog(settings.stream_idle_timeout_seconds)
         self._stopping = threading.Lock()
+        self.blocking = BlockingCalls(settings.grpc_workers)
         self.password_work = PasswordWork(settings.password_workers, settings.password_queue)
         tokens = TokenService(secret, timedelta(seconds=settings.token_ttl_seconds), clock)
         signer = ReportLinkSigner(
@@ -223,24 +231,44 @@ class SegsvcServer:
             self.access = access_rules.load(CONTRACT_FILES)
         except access_rules.MissingAccessRule as exc:
             raise StartupError(str(exc)) from None
-        self.grpc_server = self._build_grpc()
-        self.grpc_port = self._bind_grpc()
+        # grpc.aio binds a server to the event loop it is made on: the loop's thread is
+        # started first, and the server is built and bound there.
+        self._loop = uvloop.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="grpc-loop", daemon=True
+        )
+        self._loop_thread.start()
+        try:
+            self.grpc_server = self._on_loop(self._build_grpc())
+            self.grpc_port = self._on_loop(self._bind_grpc())
+        except BaseException:
+            self._close_loop()
+            raise
 
-    def _build_grpc(self) -> grpc.Server:
+    def _on_loop(self, work: Coroutine[object, object, T]) -> T:
+        """Run `work` on the event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=5)
+        self._loop.close()
+
+    async def _build_grpc(self) -> grpc.aio.Server:
         s = self.settings
-        server = grpc.server(
-            ThreadPoolExecutor(s.grpc_workers, thread_name_prefix="grpc"),
+        server = grpc.aio.server(
             interceptors=[
                 ServerInterceptor(
                     self.authenticator,
                     self.access,
                     self.metrics,
                     self.stream_watchdog,
+                    self.blocking,
                     s.access_log_every,
                 )
             ],
-            # Beyond this many running or queued calls, RESOURCE_EXHAUSTED at once rather
-            # than an unbounded queue. Streams cannot take every thread: each needs one of
+            # Beyond this many running calls, RESOURCE_EXHAUSTED at once rather than an
+            # unbounded queue. Streams cannot take every worker thread: each needs one of
             # the SEGSVC_BULK_POOL_SIZE bulk slots, fewer than the workers (config.py).
             maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs,
             options=[
@@ -256,7 +284,7 @@ class SegsvcServer:
         auth_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(self.accounts, self.api_keys), server
         )
-        add_to_server(UserServicer(self.users, self.reads), server)
+        add_to_server(UserServicer(self.users, self.reads, self.blocking), server)
         segment_grpc.add_SegmentServiceServicer_to_server(
             SegmentServicer(self.segments, self.reports), server
         )
@@ -277,7 +305,7 @@ class SegsvcServer:
         for change in changes:
             self.read_cache.forget(change)
 
-    def _bind_grpc(self) -> int:
+    async def _bind_grpc(self) -> int:
         s = self.settings
         try:
             if s.tls_cert and s.tls_key:
@@ -308,13 +336,14 @@ class SegsvcServer:
         self.db.open()
         if self.settings.cache_users:
             self.cache_listener.start()
+        self._on_loop(self.db.open_reads())
         self.health.start()
         if self.role.run_sweeper:
             self.sweeper.start()
         self.stream_watchdog.start()
         if self.http is not None:
             self.http.start()
-        self.grpc_server.start()
+        self._on_loop(self.grpc_server.start())
         log.info(
             "serving" if self.role.worker is None else "worker_serving",
             grpc_port=self.grpc_port,
@@ -342,7 +371,10 @@ class SegsvcServer:
             time.sleep(drain)
         log.info("stopping", grace_seconds=grace)
         self.health.shutdown()
-        self.grpc_server.stop(grace).wait()
+        self._on_loop(self.grpc_server.stop(grace))
+        self._on_loop(self.db.close_reads())
+        self._close_loop()
+        self.blocking.shutdown()
         self.sweeper.stop()
         self.stream_watchdog.stop()
         self.cache_listener.stop()
@@ -351,7 +383,3 @@ class SegsvcServer:
         self.password_work.shutdown()
         self.db.close()
         log.info("stopped")
-
-    def wait(self) -> None:
-        """Block until the gRPC server has stopped."""
-        self.grpc_server.wait_for_termination()

@@ -1,13 +1,18 @@
 """The server interceptor: authentication, request ids, error mapping, metrics, logs.
 
-One wrapper around every handler, run on the worker thread that serves the call, so
-that each concern is applied exactly once per RPC and no servicer repeats it:
+One wrapper around every handler, run on the event loop (grpc.aio), so that each concern
+is applied exactly once per RPC and no servicer repeats it. A handler that is a
+coroutine (the hot reads) runs inside it on the loop; a blocking one runs on a worker
+thread through api.blocking_calls, with the call's contextvars, so the wrapper treats
+both alike:
 
 - every method of `segmentation.v1` is allowed only as its access rule in the contract
   says (api.access_rules, read once at start-up): a bearer credential (JWT or API key)
   of at least the declared role; a method of the package without a rule is refused,
   so a newly added RPC is closed by default; health checking and reflection live
   outside the package and stay public;
+- a credential is checked from memory when it was seen lately (service_layer.
+  authentication), else on a worker thread, as that may take a database round trip;
 - exceptions become statuses through api.status_mapping, never UNKNOWN;
 - streams are watched by the stream watchdog, which cancels those whose client has
   gone quiet (api.stream_watchdog);
@@ -25,18 +30,22 @@ once (api.metrics), and the invocation metadata is read in one pass.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
+from segsvc.api.blocking_calls import AioContext, Blocking, BlockingCalls
 from segsvc.api.call_context import CURRENT_CALL, CallInfo
 from segsvc.api.status_mapping import MappedStatus, map_exception
 from segsvc.api.stream_watchdog import StreamWatchdog
@@ -55,7 +64,7 @@ _ID_COUNTER = itertools.count()
 
 log = structlog.get_logger("segsvc.rpc")
 
-Behavior = Callable[[Any, grpc.ServicerContext], Any]
+Behavior = Callable[[Any, AioContext], Awaitable[Any]]
 Deserializer = Callable[[bytes], Any]
 
 
@@ -88,6 +97,11 @@ def _decoded(request: Any, field: str = "request") -> Any:
     return request
 
 
+def _same(requests: Any) -> Any:
+    """A request stream as it is: its messages are checked as they are read."""
+    return requests
+
+
 def _decoded_stream(requests: Iterator[Any]) -> Iterator[Any]:
     """A client stream whose unparseable message ends the call with INVALID_ARGUMENT."""
     for number, request in enumerate(requests):
@@ -103,10 +117,10 @@ class _Call:
 
 
 if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
     _Handler = grpc.RpcMethodHandler[Any, Any]
 else:  # grpc's runtime classes are not generic
-    _Interceptor = grpc.ServerInterceptor
+    _Interceptor = grpc.aio.ServerInterceptor
 
 
 @dataclass(frozen=True)
@@ -117,21 +131,22 @@ class ServerInterceptor(_Interceptor):
     access: Mapping[str, AccessRule]
     metrics: Metrics
     watchdog: StreamWatchdog
+    blocking: BlockingCalls
     access_log_every: int = 0
     _wrapped: dict[str, _Handler] = field(default_factory=dict, init=False, compare=False)
     _calls: Iterator[int] = field(default_factory=itertools.count, init=False, compare=False)
 
-    def intercept_service(
+    async def intercept_service(  # type: ignore[override]  # None: UNIMPLEMENTED
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> _Handler | None:
         method: str = handler_call_details.method
         # grpc asks on every call; the registered handlers never change once serving,
-        # so each method's wrapper is built once (a racing first call builds an equal one).
+        # so each method's wrapper is built once.
         wrapped = self._wrapped.get(method)
         if wrapped is None:
-            handler = continuation(handler_call_details)
+            handler = await continuation(handler_call_details)
             if handler is None:
                 return None
             wrapped = self._wrap(method, handler)
@@ -140,92 +155,97 @@ class ServerInterceptor(_Interceptor):
 
     def _wrap(self, method: str, handler: _Handler) -> _Handler:
         decode = _tolerant(handler.request_deserializer)
+        serialize = handler.response_serializer
         if handler.unary_unary:
+            if inspect.iscoroutinefunction(handler.unary_unary):
+                behavior = cast(Behavior, handler.unary_unary)
+            else:
+                behavior = functools.partial(self.blocking.unary, handler.unary_unary)
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary, _decoded),
-                decode,
-                handler.response_serializer,
+                self._served(method, behavior, _decoded), decode, serialize
             )
         if handler.stream_unary:
+            blocking = self._watch_requests(handler.stream_unary)
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, self._watch_requests(handler.stream_unary), _decoded_stream),
+                self._served(method, functools.partial(self.blocking.unary, blocking), _same),
                 decode,
-                handler.response_serializer,
+                serialize,
             )
         if handler.unary_stream:
+            blocking = self._watch_responses(handler.unary_stream)
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, self._watch_responses(handler.unary_stream), _decoded),
+                self._served(method, functools.partial(self.blocking.stream, blocking), _decoded),
                 decode,
-                handler.response_serializer,
+                serialize,
             )
         assert handler.stream_stream is not None
+        if inspect.isasyncgenfunction(handler.stream_stream):
+            return handler  # server reflection: public, served by grpc's own coroutine
+        blocking = self._watch_both(handler.stream_stream)
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, self._watch_both(handler.stream_stream), _decoded_stream),
+            self._served(method, functools.partial(self.blocking.stream, blocking), _same),
             decode,
-            handler.response_serializer,
+            serialize,
         )
 
-    def _unary(self, method: str, behavior: Behavior, accept: Callable[[Any], Any]) -> Behavior:
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            with self._serving(method, context):
-                return behavior(accept(request), context)
+    def _served(self, method: str, behavior: Behavior, accept: Callable[[Any], Any]) -> Behavior:
+        async def wrapped(request: Any, context: AioContext) -> Any:
+            async with self._serving(method, context):
+                return await behavior(accept(request), context)
 
         return wrapped
 
-    def _streaming(self, method: str, behavior: Behavior, accept: Callable[[Any], Any]) -> Behavior:
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._serving(method, context):
-                yield from behavior(accept(request), context)
-
-        return wrapped
-
-    def _watch_requests(self, behavior: Behavior) -> Behavior:
+    def _watch_requests(self, behavior: Blocking) -> Blocking:
         def watched(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
             with self.watchdog.watch(context) as watch:
-                return behavior(watch.requests(request_iterator), context)
+                return behavior(watch.requests(_decoded_stream(request_iterator)), context)
 
         return watched
 
-    def _watch_responses(self, behavior: Behavior) -> Behavior:
+    def _watch_responses(self, behavior: Blocking) -> Blocking:
         def watched(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             with self.watchdog.watch(context) as watch:
                 yield from watch.responses(behavior(request, context))
 
         return watched
 
-    def _watch_both(self, behavior: Behavior) -> Behavior:
+    def _watch_both(self, behavior: Blocking) -> Blocking:
         def watched(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
             with self.watchdog.watch(context) as watch:
-                yield from watch.responses(behavior(watch.requests(request_iterator), context))
+                requests = watch.requests(_decoded_stream(request_iterator))
+                yield from watch.responses(behavior(requests, context))
 
         return watched
 
-    @contextmanager
-    def _serving(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
-        """Everything around one call; a streaming call stays inside until its last message."""
+    @asynccontextmanager
+    async def _serving(self, method: str, context: AioContext) -> AsyncIterator[None]:
+        """Everything around one call, streams included."""
         call = self._begin(method, context)
         token = CURRENT_CALL.set(call.info)
         code = grpc.StatusCode.OK
         try:
-            call = self._authenticate(call, context)
+            call = await self._authenticate(call)
             CURRENT_CALL.set(call.info)
             yield
-        except GeneratorExit:  # the client went away in the middle of a stream
+        except asyncio.CancelledError:  # the client went away, or the watchdog or a stop
             code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
             raise
         except Exception as exc:
             mapped = self._map(call, exc)
             code = mapped.code
-            context.abort_with_status(mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),)))
+            status = mapped.to_grpc(((REQUEST_ID_KEY, call.info.request_id),))
+            await context.abort(status.code, status.details, status.trailing_metadata)
         finally:
             self._end(call, code)
             CURRENT_CALL.reset(token)
 
-    def _begin(self, method: str, context: grpc.ServicerContext) -> _Call:
+    def _begin(self, method: str, context: AioContext) -> _Call:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         request_id = authorization = ""
-        for key, value in context.invocation_metadata():
+        for key, value in context.invocation_metadata() or ():
             if key == REQUEST_ID_KEY and isinstance(value, str):
                 request_id = value[:128]
             elif key == "authorization" and isinstance(value, str):
@@ -234,7 +254,7 @@ class ServerInterceptor(_Interceptor):
         context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
         return _Call(method, CallInfo(request_id), started, authorization)
 
-    def _authenticate(self, call: _Call, context: grpc.ServicerContext) -> _Call:
+    async def _authenticate(self, call: _Call) -> _Call:
         if not call.method.startswith(PROTECTED_PREFIX):
             return call
         rule = self.access.get(call.method)
@@ -247,7 +267,11 @@ class ServerInterceptor(_Interceptor):
         credential = credential.strip()
         if header and (scheme.lower() != "bearer" or not credential):
             raise Unauthenticated("malformed 'authorization' metadata: use 'Bearer <credential>'")
-        principal = self.authenticator.authenticate(credential) if credential else None
+        principal = None
+        if credential:
+            principal = self.authenticator.remembered(credential)
+            if principal is None:
+                principal = await self.blocking.run(self.authenticator.authenticate, credential)
         rule.authorize(call.method, principal)
         return _Call(call.method, CallInfo(call.info.request_id, principal), call.started)
 

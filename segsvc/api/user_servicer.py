@@ -1,6 +1,8 @@
 """UserService: translation only; the rules are in service_layer.users and .reads.
 
-GetUserSegments and BatchGetUserSegments answer with already-encoded response bytes
+GetUserSegments and BatchGetUserSegments are coroutines served on the event loop (the
+other methods block and run on worker threads, api.blocking_calls); they answer with
+already-encoded response bytes
 (from the read cache, or encoded once on a miss), registered by `add_to_server` with an
 identity response serializer, so a cache hit goes to the wire without protobuf work.
 Errors still travel as exceptions through the interceptor's status mapping.
@@ -18,6 +20,7 @@ import grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
 from segsvc.api import messages, request_ids
+from segsvc.api.blocking_calls import BlockingCalls
 from segsvc.api.call_context import current_account_id
 from segsvc.domain.models import ActiveSegment
 from segsvc.domain.request_ids import RequestKey, parse_request_id
@@ -36,9 +39,10 @@ else:  # grpc's runtime classes are not generic
 class UserServicer(pb_grpc.UserServiceServicer):
     """gRPC face of the Users use cases."""
 
-    def __init__(self, users: Users, reads: Reads) -> None:
+    def __init__(self, users: Users, reads: Reads, blocking: BlockingCalls) -> None:
         self.users = users
         self.reads = reads
+        self.blocking = blocking
 
     def CreateUser(
         self, request: pb.CreateUserRequest, context: grpc.ServicerContext
@@ -75,19 +79,24 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
         return request_ids.answer(result, respond, pb.UpdateUserSegmentsResponse)
 
-    # These two return encoded bytes: the override is deliberate (see add_to_server).
-    def GetUserSegments(  # type: ignore[override]
+    # These two are coroutines, served on the event loop, and return encoded bytes: the
+    # overrides are deliberate (see add_to_server).
+    async def GetUserSegments(  # type: ignore[override]
         self, request: pb.GetUserSegmentsRequest, context: grpc.ServicerContext
     ) -> bytes:
         if not request.HasField("as_of"):
-            return self.reads.user(request.user_id)
-        segments = self.users.get(request.user_id, messages.to_datetime(request.as_of, "as_of"))
-        return messages.encoded_user_segments(request.user_id, segments)
+            return await self.reads.user(request.user_id)
+        return await self.blocking.run(self._segments_as_of, request)
 
-    def BatchGetUserSegments(  # type: ignore[override]
+    async def BatchGetUserSegments(  # type: ignore[override]
         self, request: pb.BatchGetUserSegmentsRequest, context: grpc.ServicerContext
     ) -> bytes:
-        return messages.concatenated(self.reads.users(request.user_ids))
+        return messages.concatenated(await self.reads.users(request.user_ids))
+
+    def _segments_as_of(self, request: pb.GetUserSegmentsRequest) -> bytes:
+        # A read of the history, rare and not cached: blocking, on a worker thread.
+        segments = self.users.get(request.user_id, messages.to_datetime(request.as_of, "as_of"))
+        return messages.encoded_user_segments(request.user_id, segments)
 
 
 def _identity(response: bytes) -> bytes:
@@ -98,7 +107,7 @@ class _Registrar:
     """Stands in for the server while the generated code registers UserService, so the
     two read methods' handlers can be given the identity serializer on the way."""
 
-    def __init__(self, server: grpc.Server) -> None:
+    def __init__(self, server: grpc.aio.Server) -> None:
         self.server = server
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
@@ -113,7 +122,7 @@ class _Registrar:
         self.server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
 
 
-def add_to_server(servicer: UserServicer, server: grpc.Server) -> None:
+def add_to_server(servicer: UserServicer, server: grpc.aio.Server) -> None:
     """Register UserService like the generated function, the reads sending bytes as is."""
     # grpc-stubs predates add_registered_method_handlers: the registrar has both methods
     pb_grpc.add_UserServiceServicer_to_server(servicer, cast(grpc.Server, _Registrar(server)))

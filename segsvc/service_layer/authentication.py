@@ -10,6 +10,8 @@ dictionary lookup per call and one database round trip per credential per period
 period is the documented bound within which a revoked key, a removed account or a
 changed role takes effect on *every* replica; the replica that made the change forgets
 at once. Failures are not remembered, so a new key works at once everywhere.
+`remembered` answers from memory alone, on the event loop; only its misses go to a
+worker thread for `authenticate`.
 """
 
 from __future__ import annotations
@@ -50,8 +52,22 @@ class Authenticator:
         if not 0 <= self.cache_seconds <= MAX_CACHE_SECONDS:
             raise ValueError(f"cache_seconds must be 0-{MAX_CACHE_SECONDS}")
 
+    def remembered(self, credential: str) -> Principal | None:
+        """The caller a credential proves, when that is known without the database
+        (None: ask `authenticate`). Never blocks, so the event loop may call it."""
+        now = time.monotonic()
+        if api_keys.is_api_key(credential):
+            known_key = self._keys.get(credential)
+            return known_key[0] if known_key is not None and known_key[1] > now else None
+        account_id = self.tokens.verify(credential)
+        known_role = self._accounts.get(account_id)
+        if known_role is None or known_role[1] <= now:
+            return None
+        return Principal(account_id, known_role[0])
+
     def authenticate(self, credential: str) -> Principal:
-        """The caller a credential proves; Unauthenticated for anything else."""
+        """The caller a credential proves; Unauthenticated for anything else. May take
+        a database round trip (blocking)."""
         if api_keys.is_api_key(credential):
             return self._key(credential)
         account_id = self.tokens.verify(credential)

@@ -1,6 +1,10 @@
 """GetUserSegments and BatchGetUserSegments (without `as_of`): the hot reads, through the
 per-process read cache, answered as encoded bytes so that a hit does no conversion.
 
+They are coroutines, run on the server's event loop: a hit is answered there without a
+thread hand-off, and a miss waits for PostgreSQL on the read pool (Database.
+read_connection) without holding a worker thread.
+
 The encoding is the api layer's, injected as `encode`; this module only knows that an
 answer is bytes, that it is true from the instant it was read until the earliest expiry
 among its segments, and that the cache's ticket must be taken before the database is.
@@ -36,7 +40,7 @@ class Reads:
     cache: ReadCache
     encode: Encoder
 
-    def user(self, user_id: int) -> bytes:
+    async def user(self, user_id: int) -> bytes:
         """The encoded active segments of one user."""
         require_user_id(user_id)
         now = self.clock()
@@ -44,13 +48,13 @@ class Reads:
         if cached is not None:
             return cached
         ticket = self.cache.ticket()
-        with self.db.connection() as conn:
-            segments = memberships.active_for_user(conn, user_id, now)
+        async with self.db.read_connection() as conn:
+            segments = await memberships.read_active_for_user(conn, user_id, now)
         encoded = self.encode(user_id, segments)
         self.cache.fill(user_id, ticket, encoded, now, valid_until(segments))
         return encoded
 
-    def users(self, user_ids: Sequence[int]) -> list[bytes]:
+    async def users(self, user_ids: Sequence[int]) -> list[bytes]:
         """The encoded active segments of up to 1000 users, one per requested id, in
         request order (duplicates included); the misses cost one query together."""
         require_user_ids(user_ids, MAX_BATCH)
@@ -62,8 +66,8 @@ class Reads:
         missing = sorted(set(user_ids) - found.keys())
         if missing:
             ticket = self.cache.ticket()
-            with self.db.connection() as conn:
-                rows = memberships.active_for_users(conn, missing, now)
+            async with self.db.read_connection() as conn:
+                rows = await memberships.read_active_for_users(conn, missing, now)
             for user_id in missing:
                 segments = rows.get(user_id, [])
                 found[user_id] = encoded = self.encode(user_id, segments)

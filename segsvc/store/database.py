@@ -8,6 +8,10 @@
   run at once; one more is refused at once (`ResourceExhausted`) instead of queueing, so a
   flood of streams cannot starve anything. Its statements are bounded by the much longer
   bulk timeout: a COPY is one statement for the whole stream.
+- The **read pool** serves the hot reads (GetUserSegments, BatchGetUserSegments) from
+  the event loop, with psycopg's asyncio connections: a read that misses the cache
+  waits for PostgreSQL without taking a worker thread. Same session limits as the hot
+  pool; opened and closed on the loop (`open_reads`, `close_reads`).
 - The **probe connection** is the health watcher's own: health checks never wait for a
   pool, and a full pool never looks like a dead database.
 
@@ -33,20 +37,21 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from segsvc.config import Settings
 from segsvc.domain.errors import ResourceExhausted
 from segsvc.domain.membership_change import MembershipChange
 
 Connection = psycopg.Connection[TupleRow]
+AsyncConnection = psycopg.AsyncConnection[TupleRow]
 CommitObserver = Callable[[Sequence[MembershipChange]], None]
 
 
@@ -99,6 +104,10 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def _session(limits: SessionLimits) -> dict[str, object]:
+    return {"autocommit": True, "options": limits.options(), "application_name": "segsvc"}
+
+
 def _pool(
     conninfo: str, name: str, min_size: int, max_size: int, timeout: float, limits: SessionLimits
 ) -> ConnectionPool[Connection]:
@@ -110,11 +119,7 @@ def _pool(
         open=False,
         name=name,
         check=ConnectionPool.check_connection,
-        kwargs={
-            "autocommit": True,
-            "options": limits.options(),
-            "application_name": "segsvc",
-        },
+        kwargs=_session(limits),
     )
 
 
@@ -144,6 +149,8 @@ class Database:
         # No idle bulk connections: bulk work is rare, and each costs a server process.
         self.bulk_pool = _pool(conninfo, "segsvc-bulk", 0, bulk_size, timeout, bulk_limits)
         self._bulk_slots = threading.BoundedSemaphore(bulk_size)
+        self.read_pool: AsyncConnectionPool[AsyncConnection] | None = None
+        self._read_sizes = (min_size, max_size, timeout)
         self._unavailable: str | None = None
         self._probe: Connection | None = None
         self._probe_lock = threading.Lock()
@@ -169,6 +176,34 @@ class Database:
         """Open both pools and wait until their first connections work."""
         self.pool.open(wait=True, timeout=wait_seconds)
         self.bulk_pool.open(wait=True, timeout=wait_seconds)
+
+    async def open_reads(self, wait_seconds: float = 10.0) -> None:
+        """Open the read pool, on the event loop that will use it."""
+        min_size, max_size, timeout = self._read_sizes
+        self.read_pool = AsyncConnectionPool(
+            self.conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            name="segsvc-reads",
+            check=AsyncConnectionPool.check_connection,
+            kwargs=_session(self.hot_limits),
+        )
+        await self.read_pool.open(wait=True, timeout=wait_seconds)
+
+    async def close_reads(self) -> None:
+        """Close the read pool, on its event loop."""
+        if self.read_pool is not None:
+            await self.read_pool.close()
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A read-pool connection (autocommit) for the hot reads on the event loop."""
+        self._require_available()
+        assert self.read_pool is not None, "open_reads() first"
+        async with self.read_pool.connection() as conn:
+            yield conn
 
     def close(self) -> None:
         """Close every connection; in-flight users finish first."""

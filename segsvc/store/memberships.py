@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from segsvc.domain.models import ActiveSegment, Reason
-from segsvc.store.database import Connection
+from segsvc.store.database import AsyncConnection, Connection
 
 ACTIVE_FOR_USER = """
 SELECT s.slug, m.added_at, m.expires_at, m.reason
@@ -40,20 +41,36 @@ _REASONS = {reason.value: reason for reason in Reason}
 
 
 def active_for_user(conn: Connection, user_id: int, now: datetime) -> list[ActiveSegment]:
-    """The hot read: the user's active segments sorted by slug (one index range scan)."""
-    rows = conn.execute(ACTIVE_FOR_USER, (user_id, now)).fetchall()
+    """The user's active segments sorted by slug (one index range scan), inside a write."""
+    return _segments(conn.execute(ACTIVE_FOR_USER, (user_id, now)).fetchall())
+
+
+async def read_active_for_user(
+    conn: AsyncConnection, user_id: int, now: datetime
+) -> list[ActiveSegment]:
+    """The hot read, on the event loop: `active_for_user` over the read pool."""
+    cursor = await conn.execute(ACTIVE_FOR_USER, (user_id, now))
+    return _segments(await cursor.fetchall())
+
+
+async def read_active_for_users(
+    conn: AsyncConnection, user_ids: Sequence[int], now: datetime
+) -> dict[int, list[ActiveSegment]]:
+    """Active segments of many users in one query (users without any are absent): the
+    batch read, on the event loop, over the read pool."""
+    cursor = await conn.execute(ACTIVE_FOR_USERS, (list(user_ids), now))
+    return _by_user(await cursor.fetchall())
+
+
+def _segments(rows: Sequence[tuple[Any, ...]]) -> list[ActiveSegment]:
     return [
         ActiveSegment(slug, added, expires, _REASONS[reason])
         for slug, added, expires, reason in rows
     ]
 
 
-def active_for_users(
-    conn: Connection, user_ids: Sequence[int], now: datetime
-) -> dict[int, list[ActiveSegment]]:
-    """Active segments of many users in one query; users without any are absent."""
+def _by_user(rows: Sequence[tuple[Any, ...]]) -> dict[int, list[ActiveSegment]]:
     result: dict[int, list[ActiveSegment]] = {}
-    rows = conn.execute(ACTIVE_FOR_USERS, (list(user_ids), now)).fetchall()
     for user_id, slug, added, expires, reason in rows:
         segment = ActiveSegment(slug, added, expires, _REASONS[reason])
         if (segments := result.get(user_id)) is None:

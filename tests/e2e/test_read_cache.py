@@ -4,6 +4,7 @@ when a read races an invalidation, not while the listening connection is lost.""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.cache.read_cache import ReadCache
+from segsvc.domain.models import ActiveSegment
 from segsvc.server import SegsvcServer
-from segsvc.store import change_notices
+from segsvc.store import change_notices, memberships
 from tests.support.api import create_segments, slugs_of, update
 from tests.support.clock import MovableClock
 from tests.support.names import Names
@@ -101,19 +103,27 @@ def test_a_read_overtaken_by_an_invalidation_is_not_stored(
     update(users, auth_metadata, uid, add=[slug])
 
     cache = listening.read_cache
-    original_fill = cache.fill
+    original_fill, original_query = cache.fill, memberships.read_active_for_user
     queried, released = threading.Event(), threading.Event()
     stored: list[bool] = []
 
-    def fill_after_the_change(user_id: int, *args: Any) -> bool:
-        if user_id != uid:
-            return original_fill(user_id, *args)
-        queried.set()  # the database has answered: the user is in the segment
-        assert released.wait(10)
-        stored.append(original_fill(user_id, *args))
-        return stored[-1]
+    async def query_then_wait_for_the_change(
+        conn: Any, user_id: int, now: datetime
+    ) -> list[ActiveSegment]:
+        segments = await original_query(conn, user_id, now)
+        if user_id == uid:
+            queried.set()  # the database has answered: the user is in the segment
+            assert await asyncio.to_thread(released.wait, 10)  # the loop serves on
+        return segments
 
-    monkeypatch.setattr(cache, "fill", fill_after_the_change)
+    def recording_fill(user_id: int, *args: Any) -> bool:
+        stored_now = original_fill(user_id, *args)
+        if user_id == uid:
+            stored.append(stored_now)
+        return stored_now
+
+    monkeypatch.setattr(memberships, "read_active_for_user", query_then_wait_for_the_change)
+    monkeypatch.setattr(cache, "fill", recording_fill)
     answers: list[list[str]] = []
     racing = threading.Thread(target=lambda: answers.append(read(users, auth_metadata, uid)))
     racing.start()
