@@ -41,7 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 from segmentation.v1 import user_service_pb2 as pb
 from segsvc.api import access_rules
 from segsvc.api.interceptors import PROTECTED_PREFIX, REQUEST_ID_KEY
-from segsvc.api.messages import encoded_user_segments
+from segsvc.api.user_segments_wire import encoded_user_segments
 from segsvc.cache.listener import ChangeListener
 from segsvc.cache.read_cache import ReadCache
 from segsvc.domain.errors import Unauthenticated

@@ -8,8 +8,9 @@ would: a separate `segsvc serve` on a real PostgreSQL. Then:
 
   traffic uniform and Zipf reads, batches of 100, updates and the 95/5 mix from 64
           callers, with start-up time and idle memory (bench.traffic)
-  models  threaded segsvc vs the same handler on grpc.aio: GetUserSegments for random
-          users and the empty Health/Check, 32 closed-loop callers (bench.server_models)
+  models  one segsvc process vs a minimal grpc.aio server of the same read:
+          GetUserSegments for random users and the empty Health/Check, 32 closed-loop
+          callers (bench.server_models)
   bulk    rollout and ImportUsers beside the bare SQL, ListSegmentUsers and the month
           report at N users, with the server's peak memory per operation (bench.bulk)
 

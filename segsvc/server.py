@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from segmentation.v1 import auth_service_pb2, segment_service_pb2, user_service_pb2
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
-from segsvc.api import access_rules, messages
+from segsvc.api import access_rules, user_segments_wire
 from segsvc.api.auth_servicer import AuthServicer
 from segsvc.api.blocking_calls import BlockingCalls
 from segsvc.api.interceptors import ServerInterceptor
@@ -175,7 +175,9 @@ class SegsvcServer:
         )
         self.api_keys = ApiKeys(self.db, self.authenticator, clock)
         self.users = Users(self.db, clock)
-        self.reads = Reads(self.db, clock, self.read_cache, messages.encoded_user_segments)
+        self.reads = Reads(
+            self.db, clock, self.read_cache, user_segments_wire.encoded_user_segments
+        )
         self.segments = Segments(self.db, clock)
         http_host, http_port = _split_addr(settings.http_addr)
         self.http: HttpEndpoints | None = None

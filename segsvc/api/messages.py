@@ -114,23 +114,6 @@ def user_segments(user_id: int, segments: Sequence[ActiveSegment]) -> user_pb.Us
     )
 
 
-def encoded_user_segments(user_id: int, segments: Sequence[ActiveSegment]) -> bytes:
-    """The wire bytes of GetUserSegmentsResponse for one user: what the read cache keeps.
-
-    They are also the bytes of one `users` entry of BatchGetUserSegmentsResponse: both
-    messages hold the UserSegments in field 1 (length-delimited), and a repeated field
-    is its entries' encodings one after another. So a batch answer is the concatenation
-    of per-user answers (`concatenated`), and a cached user serves both RPCs.
-    """
-    response = user_pb.GetUserSegmentsResponse(user=user_segments(user_id, segments))
-    return response.SerializeToString()
-
-
-def concatenated(encoded_users: Sequence[bytes]) -> bytes:
-    """The wire bytes of BatchGetUserSegmentsResponse from per-user answers (see above)."""
-    return b"".join(encoded_users)
-
-
 def additions(entries: Sequence[user_pb.SegmentAddition]) -> list[RequestedAddition]:
     """The `add` entries of UpdateUserSegments, expiry oneof resolved.
 

@@ -19,7 +19,7 @@ import grpc
 
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as pb_grpc
-from segsvc.api import messages, request_ids
+from segsvc.api import messages, request_ids, user_segments_wire
 from segsvc.api.blocking_calls import BlockingCalls
 from segsvc.api.call_context import current_account_id
 from segsvc.domain.models import ActiveSegment
@@ -91,12 +91,12 @@ class UserServicer(pb_grpc.UserServiceServicer):
     async def BatchGetUserSegments(  # type: ignore[override]
         self, request: pb.BatchGetUserSegmentsRequest, context: grpc.ServicerContext
     ) -> bytes:
-        return messages.concatenated(await self.reads.users(request.user_ids))
+        return user_segments_wire.concatenated(await self.reads.users(request.user_ids))
 
     def _segments_as_of(self, request: pb.GetUserSegmentsRequest) -> bytes:
         # A read of the history, rare and not cached: blocking, on a worker thread.
         segments = self.users.get(request.user_id, messages.to_datetime(request.as_of, "as_of"))
-        return messages.encoded_user_segments(request.user_id, segments)
+        return user_segments_wire.encoded_user_segments(request.user_id, segments)
 
 
 def _identity(response: bytes) -> bytes:
