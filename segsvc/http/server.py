@@ -75,7 +75,10 @@ class HttpEndpoints:
             channel_timeout=timeout,
             cleanup_interval=max(0.1, timeout / 4),
             connection_limit=max_connections,
-            asyncore_loop_timeout=0.2,
+            # Whole seconds: waitress reads this setting as an integer, and 0 (what 0.2
+            # became) makes its select() return at once, a busy loop. Shutdown does not
+            # wait for it: stop() wakes the loop through its trigger.
+            asyncore_loop_timeout=1,
             ident="segsvc",
             clear_untrusted_proxy_headers=True,
         )
