@@ -2,8 +2,8 @@
 per-process read cache, answered as encoded bytes so that a hit does no conversion.
 
 They are coroutines, run on the server's event loop: a hit is answered there without a
-thread hand-off, and a miss waits for PostgreSQL on the read pool (Database.
-read_connection) without holding a worker thread.
+thread hand-off, and a miss waits for PostgreSQL on the read pool (Database.read)
+without holding a worker thread.
 
 The encoding is the api layer's, injected as `encode`; this module only knows that an
 answer is bytes, that it is true from the instant it was read until the earliest expiry
@@ -48,8 +48,9 @@ class Reads:
         if cached is not None:
             return cached
         ticket = self.cache.ticket()
-        async with self.db.read_connection() as conn:
-            segments = await memberships.read_active_for_user(conn, user_id, now)
+        segments = await self.db.read(
+            lambda conn: memberships.read_active_for_user(conn, user_id, now)
+        )
         encoded = self.encode(user_id, segments)
         self.cache.fill(user_id, ticket, encoded, now, valid_until(segments))
         return encoded
@@ -66,8 +67,9 @@ class Reads:
         missing = sorted(set(user_ids) - found.keys())
         if missing:
             ticket = self.cache.ticket()
-            async with self.db.read_connection() as conn:
-                rows = await memberships.read_active_for_users(conn, missing, now)
+            rows = await self.db.read(
+                lambda conn: memberships.read_active_for_users(conn, missing, now)
+            )
             for user_id in missing:
                 segments = rows.get(user_id, [])
                 found[user_id] = encoded = self.encode(user_id, segments)

@@ -11,7 +11,8 @@
 - The **read pool** serves the hot reads (GetUserSegments, BatchGetUserSegments) from
   the event loop, with psycopg's asyncio connections: a read that misses the cache
   waits for PostgreSQL without taking a worker thread. Same session limits as the hot
-  pool; opened and closed on the loop (`open_reads`, `close_reads`).
+  pool; opened and closed on the loop (`open_reads`, `close_reads`). Its connections
+  are not checked when lent: a read on a dead one is run again (`read`).
 - The **probe connection** is the health watcher's own: health checks never wait for a
   pool, and a full pool never looks like a dead database.
 
@@ -37,10 +38,11 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -52,6 +54,7 @@ from segsvc.domain.membership_change import MembershipChange
 
 Connection = psycopg.Connection[TupleRow]
 AsyncConnection = psycopg.AsyncConnection[TupleRow]
+T = TypeVar("T")
 CommitObserver = Callable[[Sequence[MembershipChange]], None]
 
 
@@ -187,7 +190,6 @@ class Database:
             timeout=timeout,
             open=False,
             name="segsvc-reads",
-            check=AsyncConnectionPool.check_connection,
             kwargs=_session(self.hot_limits),
         )
         await self.read_pool.open(wait=True, timeout=wait_seconds)
@@ -197,13 +199,24 @@ class Database:
         if self.read_pool is not None:
             await self.read_pool.close()
 
-    @asynccontextmanager
-    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A read-pool connection (autocommit) for the hot reads on the event loop."""
+    async def read(self, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`query(connection)` on a read-pool connection (autocommit), on the event loop.
+
+        Unlike the blocking pools, the read pool does not check a connection before
+        lending it (a round trip on every cache miss): a read is idempotent, so one
+        that finds its connection dead (the database restarted or ended the session)
+        runs once more on another; the pool discards the dead one.
+        """
         self._require_available()
         assert self.read_pool is not None, "open_reads() first"
         async with self.read_pool.connection() as conn:
-            yield conn
+            try:
+                return await query(conn)
+            except psycopg.OperationalError:
+                if not conn.broken:  # a timeout or a server error: no second try
+                    raise
+        async with self.read_pool.connection() as conn:
+            return await query(conn)
 
     def close(self) -> None:
         """Close every connection; in-flight users finish first."""
