@@ -16,7 +16,6 @@ import sys
 from segsvc.config import Settings
 from segsvc.domain.errors import AlreadyExists, InvalidArgument
 from segsvc.domain.roles import Role
-from segsvc.service_layer.accounts import create_account
 from segsvc.store import migrations
 from segsvc.store.database import Database
 
@@ -44,6 +43,10 @@ def _password() -> str:
 
 def run(args: argparse.Namespace, settings: Settings, database_url: str) -> int:
     """Create the account described by `args`; print its id."""
+    # Here, not at the top: `segsvc serve`'s supervisor imports this module for its
+    # parser and must not hold the token and password code in memory for nothing.
+    from segsvc.service_layer.accounts import create_account
+
     password = _password()
     migrations.migrate(database_url, settings.migrations_dir)
     db = Database.from_settings(database_url, settings)

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import structlog
@@ -23,10 +23,13 @@ from pydantic import ValidationError
 from segsvc import accounts_cli, cli_commands
 from segsvc.config import Settings
 from segsvc.observability.logs import configure_logging
-from segsvc.server import ProcessRole, SegsvcServer, StartupError, resolve_jwt_secret
+from segsvc.startup import StartupError, resolve_jwt_secret
 from segsvc.store import migrations
 from segsvc.store.embedded import start_embedded
 from segsvc.supervisor import PortTaken, Supervisor
+
+if TYPE_CHECKING:
+    from segsvc.server import SegsvcServer
 
 log = structlog.get_logger("segsvc")
 
@@ -80,6 +83,8 @@ def serve(settings: Settings) -> int:
             return supervisor.run()
         except PortTaken as exc:
             raise StartupError(str(exc)) from None
+    from segsvc.server import SegsvcServer  # see _run
+
     url, _embedded = _database_url(settings)
     return _run(SegsvcServer(settings, url), lambda: False)
 
@@ -87,6 +92,8 @@ def serve(settings: Settings) -> int:
 def serve_worker(settings: Settings, index: int, ready_fd: int) -> int:
     """One worker behind the supervisor: serve, say so on `ready_fd`, and stop on
     SIGTERM or when the supervisor is gone (a worker must not outlive it)."""
+    from segsvc.server import ProcessRole, SegsvcServer  # see _run
+
     parent = os.getppid()
     url = settings.database_url.get_secret_value() if settings.database_url else ""
     server = SegsvcServer(settings, url, role=ProcessRole.for_worker(index))
@@ -94,6 +101,8 @@ def serve_worker(settings: Settings, index: int, ready_fd: int) -> int:
 
 
 def _run(server: SegsvcServer, orphaned: Callable[[], bool], ready_fd: int = -1) -> int:
+    # segsvc.server (grpc, the whole service) is imported by the processes that serve,
+    # not by the supervisor, which would otherwise hold it in memory for nothing.
     server.start()
     if ready_fd >= 0:
         os.write(ready_fd, b"1")

@@ -39,7 +39,6 @@ from segsvc.api.user_servicer import UserServicer, add_to_server
 from segsvc.cache.listener import ChangeListener
 from segsvc.cache.read_cache import ReadCache
 from segsvc.config import Settings
-from segsvc.domain import secret_strength
 from segsvc.domain.accounts import hash_password
 from segsvc.domain.clock import Clock, system_clock
 from segsvc.domain.membership_change import MembershipChange
@@ -57,6 +56,7 @@ from segsvc.service_layer.reads import Reads
 from segsvc.service_layer.reports import ReportService
 from segsvc.service_layer.segments import Segments
 from segsvc.service_layer.users import Users
+from segsvc.startup import StartupError, resolve_jwt_secret
 from segsvc.store import migrations
 from segsvc.store.database import Database
 
@@ -73,36 +73,6 @@ SERVICE_NAMES = [
     user_service_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     segment_service_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
 ]
-
-
-class StartupError(Exception):
-    """A setting or environment problem that stops the server from starting."""
-
-
-def resolve_jwt_secret(settings: Settings) -> bytes:
-    """The configured secret; in embedded development mode, a generated one kept in the
-    data directory so tokens survive restarts. Outside dev mode a secret is required."""
-    if settings.jwt_secret is not None:
-        secret = settings.jwt_secret.get_secret_value().encode()
-    elif settings.embedded:
-        path = settings.data_dir / "jwt-secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-            log.warning("generated_dev_jwt_secret", path=str(path))
-        secret = path.read_text().strip().encode()
-    else:
-        raise StartupError(
-            "SEGSVC_JWT_SECRET is required when SEGSVC_DATABASE_URL is set "
-            "(only the embedded development mode generates one)"
-        )
-    problem = secret_strength.weakness(secret.decode(errors="replace"))
-    if problem:
-        raise StartupError(
-            f"SEGSVC_JWT_SECRET {problem}: generate one with `openssl rand -base64 48`"
-        )
-    return secret
 
 
 def _split_addr(addr: str) -> tuple[str, int]:

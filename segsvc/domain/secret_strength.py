@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from segsvc.domain.tokens import MIN_SECRET_BYTES
+MIN_SECRET_BYTES = 32
 
 MIN_DISTINCT = 10
 MIN_ESTIMATED_BITS = 128

@@ -19,7 +19,6 @@ from segsvc.domain.errors import Unauthenticated
 
 ALGORITHM = "HS256"
 ISSUER = "segsvc"
-MIN_SECRET_BYTES = 32
 # Tolerated clock skew between the issuing and the verifying replica.
 LEEWAY = timedelta(seconds=5)
 VERIFIED_CACHE_SIZE = 10_000

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segsvc.server import SegsvcServer, StartupError, resolve_jwt_secret
+from segsvc.server import SegsvcServer
+from segsvc.startup import StartupError, resolve_jwt_secret
 from tests.support.servers import SEGSVC, child_env, make_settings
 
 SECRET_YAML = Path(__file__).resolve().parents[2] / "deploy/kubernetes/shared/secret.yaml"

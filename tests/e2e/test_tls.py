@@ -11,7 +11,8 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import segsvc_client
-from segsvc.server import SegsvcServer, StartupError
+from segsvc.server import SegsvcServer
+from segsvc.startup import StartupError
 from segsvc_client import SegsvcClient
 from tests.conftest import ADMIN_CREDENTIALS
 from tests.support.servers import make_settings
