@@ -108,7 +108,14 @@ class Settings(BaseSettings):
         gt=0,
         description="A stream whose client sends or reads nothing this long is cancelled.",
     )
-    grpc_workers: int = Field(default=16, ge=2, description="Threads serving RPCs.")
+    grpc_workers: int = Field(
+        default=16,
+        ge=2,
+        description=(
+            "Threads running the blocking RPCs"
+            " (all but the hot reads, which the event loop serves)."
+        ),
+    )
     grpc_max_concurrent_rpcs: int = Field(
         default=1000,
         ge=1,
@@ -192,12 +199,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_capacity(self) -> Settings:
         # Streams hold a worker thread for their whole life: they must never be able to
-        # take every thread, or health checks and reads would queue behind them.
+        # take every thread, or health checks and writes would queue behind them.
         if self.bulk_pool_size >= self.grpc_workers:
             raise ValueError(
                 "SEGSVC_BULK_POOL_SIZE must be below SEGSVC_GRPC_WORKERS "
                 f"({self.bulk_pool_size} >= {self.grpc_workers}): "
-                "streams would leave no thread for reads and health checks"
+                "streams would leave no thread for writes and health checks"
             )
         if self.idle_in_transaction_timeout_seconds <= self.stream_idle_timeout_seconds:
             raise ValueError(
