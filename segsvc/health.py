@@ -17,6 +17,11 @@ The service name "liveness" is different: SERVING from start to the end of shutd
 whatever the database does, for liveness probes. A liveness probe on the overall status
 would make Kubernetes restart every replica during a database outage, which cures nothing.
 
+The servicer is grpc-health-checking's asyncio one, served on the gRPC event loop: a
+`Check` costs no thread hand-off, and each `Watch` (clients that balance with health
+checking keep one open per connection, for as long as they run) is a coroutine, not a
+worker thread held for ever. The watcher thread publishes to it through that loop.
+
 Shutdown has two steps (server.py): `drain()` turns everything but liveness NOT_SERVING
 at once while calls are still served, so balancers and clients move away; `shutdown()`
 ends the watcher when the server stops accepting calls.
@@ -24,8 +29,9 @@ ends the watcher when the server stops accepting calls.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 
 import psycopg
@@ -47,13 +53,19 @@ class HealthMonitor:
     """Owns the HealthServicer and the watcher thread."""
 
     def __init__(
-        self, db: Database, service_names: Iterable[str], interval: float, migrations_dir: Path
+        self,
+        db: Database,
+        service_names: Iterable[str],
+        interval: float,
+        migrations_dir: Path,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.db = db
+        self.loop = loop
         self.needed_versions = [m.version for m in migrations.discover(migrations_dir)]
         self.services = ["", *service_names]
         self.interval = interval
-        self.servicer = health.HealthServicer()
+        self.servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # re-export
         self._problem: str | None = None
         self._checked = False
         self._draining = threading.Event()
@@ -63,7 +75,7 @@ class HealthMonitor:
 
     def start(self) -> None:
         """Set the initial status and begin watching."""
-        self.servicer.set(LIVENESS_SERVICE, SERVING)
+        self._set(LIVENESS_SERVICE, SERVING)
         self.check()
         self._thread.start()
 
@@ -75,7 +87,7 @@ class HealthMonitor:
             with self._publish:
                 if not self._draining.is_set():
                     for name in self.services:
-                        self.servicer.set(name, NOT_SERVING if problem else SERVING)
+                        self._set(name, NOT_SERVING if problem else SERVING)
             if self._checked:
                 if problem:
                     log.warning("database_unusable", reason=problem)
@@ -110,13 +122,19 @@ class HealthMonitor:
         with self._publish:
             self._draining.set()
             for name in self.services:
-                self.servicer.set(name, NOT_SERVING)
+                self._set(name, NOT_SERVING)
 
     def shutdown(self) -> None:
         """Stop watching; every service NOT_SERVING for good."""
         self._draining.set()
         self._stop.set()
-        self.servicer.enter_graceful_shutdown()
+        self._on_loop(self.servicer.enter_graceful_shutdown())
+
+    def _set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        self._on_loop(self.servicer.set(service, status))
+
+    def _on_loop(self, work: Coroutine[object, object, None]) -> None:
+        asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

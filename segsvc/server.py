@@ -115,6 +115,22 @@ class SegsvcServer:
         clock: Clock = system_clock,
         role: ProcessRole = SINGLE_PROCESS,
     ) -> None:
+        # The gRPC event loop runs first: grpc.aio binds a server to the loop it is made
+        # on, and the health servicer publishes through it.
+        self._loop = uvloop.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="grpc-loop", daemon=True
+        )
+        self._loop_thread.start()
+        try:
+            self._assemble(settings, database_url, clock, role)
+        except BaseException:
+            self._close_loop()
+            raise
+
+    def _assemble(
+        self, settings: Settings, database_url: str, clock: Clock, role: ProcessRole
+    ) -> None:
         self.settings = settings
         self.role = role
         self.database_url = database_url
@@ -183,6 +199,7 @@ class SegsvcServer:
             SERVICE_NAMES,
             settings.health_check_interval_seconds,
             settings.migrations_dir,
+            self._loop,
         )
         if self.http is not None:
             self.http.route(
@@ -203,19 +220,8 @@ class SegsvcServer:
             self.access = access_rules.load(CONTRACT_FILES)
         except access_rules.MissingAccessRule as exc:
             raise StartupError(str(exc)) from None
-        # grpc.aio binds a server to the event loop it is made on: the loop's thread is
-        # started first, and the server is built and bound there.
-        self._loop = uvloop.new_event_loop()
-        self._loop_thread = threading.Thread(
-            target=self._loop.run_forever, name="grpc-loop", daemon=True
-        )
-        self._loop_thread.start()
-        try:
-            self.grpc_server = self._on_loop(self._build_grpc())
-            self.grpc_port = self._on_loop(self._bind_grpc())
-        except BaseException:
-            self._close_loop()
-            raise
+        self.grpc_server = self._on_loop(self._build_grpc())
+        self.grpc_port = self._on_loop(self._bind_grpc())
 
     def _on_loop(self, work: Coroutine[object, object, T]) -> T:
         """Run `work` on the event loop and wait for its result."""

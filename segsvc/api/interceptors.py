@@ -97,6 +97,10 @@ def _decoded(request: Any, field: str = "request") -> Any:
     return request
 
 
+def _is_async(behavior: Any) -> bool:
+    return inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
+
+
 def _same(requests: Any) -> Any:
     """A request stream as it is: its messages are checked as they are read."""
     return requests
@@ -164,6 +168,9 @@ class ServerInterceptor(_Interceptor):
             return grpc.unary_unary_rpc_method_handler(
                 self._served(method, behavior, _decoded), decode, serialize
             )
+        streaming = handler.unary_stream or handler.stream_stream or handler.stream_unary
+        if not method.startswith(PROTECTED_PREFIX) and _is_async(streaming):
+            return handler  # health Watch, reflection: public, grpc's own coroutines
         if handler.stream_unary:
             blocking = self._watch_requests(handler.stream_unary)
             return grpc.stream_unary_rpc_method_handler(
@@ -179,8 +186,6 @@ class ServerInterceptor(_Interceptor):
                 serialize,
             )
         assert handler.stream_stream is not None
-        if inspect.isasyncgenfunction(handler.stream_stream):
-            return handler  # server reflection: public, served by grpc's own coroutine
         blocking = self._watch_both(handler.stream_stream)
         return grpc.stream_stream_rpc_method_handler(
             self._served(method, functools.partial(self.blocking.stream, blocking), _same),

@@ -1,4 +1,5 @@
-"""The hot reads are served on the event loop, not by the worker threads.
+"""The hot reads and health checking are served on the event loop, not by the worker
+threads.
 
 A server with two worker threads; both are held by UpdateUserSegments calls waiting for
 a row lock the test holds. Under the threaded server every read then queued behind
@@ -12,6 +13,7 @@ from typing import Any
 
 import grpc
 import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from segmentation.v1 import user_service_pb2 as pb
 from tests.support.api import create_segments, slugs_of
@@ -78,3 +80,36 @@ def _code(call: Any) -> grpc.StatusCode:
         code: grpc.StatusCode = exc.code()
         return code
     return grpc.StatusCode.OK
+
+
+def test_health_watchers_hold_no_thread(
+    fresh_database: Any, clock: MovableClock, names: Names
+) -> None:
+    """Clients that balance with health checking keep a Watch stream open per connection
+    for as long as they run; more of them than worker threads must not stop writes."""
+    url: str = fresh_database()
+    with (
+        private_server(url, clock, grpc_workers=WORKERS, bulk_pool_size=1) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        watches = [
+            health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+            for _ in range(2 * WORKERS)
+        ]
+        try:
+            for watch in watches:
+                assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            slug = names.slug("WATCHED")
+            create_segments(server.segments, server.metadata, slug)
+            reply = server.users.UpdateUserSegments(
+                pb.UpdateUserSegmentsRequest(
+                    user_id=names.user_id(), add=[pb.SegmentAddition(slug=slug)]
+                ),
+                metadata=server.metadata,
+                timeout=2,
+            )
+            assert slugs_of(reply.user) == [slug]
+        finally:
+            for watch in watches:
+                watch.cancel()
