@@ -78,8 +78,17 @@ class Settings(BaseSettings):
         description="When set, GET /metrics needs 'Authorization: Bearer <this token>'.",
     )
     report_link_ttl_seconds: int = Field(default=3600, gt=0, description="Report link lifetime.")
-    pool_min_size: int = Field(default=2, ge=1, description="Database connections kept open.")
-    pool_size: int = Field(default=16, ge=1, description="Maximum database connections.")
+    pool_min_size: int = Field(
+        default=2, ge=1, description="Database connections each unary pool keeps open."
+    )
+    pool_size: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Maximum database connections of each unary pool: the hot reads' (on the event"
+            " loop) and everything else's."
+        ),
+    )
     pool_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Wait for a free connection before UNAVAILABLE."
     )
