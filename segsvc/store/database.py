@@ -205,7 +205,8 @@ class Database:
         Unlike the blocking pools, the read pool does not check a connection before
         lending it (a round trip on every cache miss): a read is idempotent, so one
         that finds its connection dead (the database restarted or ended the session)
-        runs once more on another; the pool discards the dead one.
+        runs once more, after the pool has checked its idle connections and replaced
+        the dead ones.
         """
         self._require_available()
         assert self.read_pool is not None, "open_reads() first"
@@ -215,6 +216,9 @@ class Database:
             except psycopg.OperationalError:
                 if not conn.broken:  # a timeout or a server error: no second try
                     raise
+        # What killed this connection (a restart, a failover) usually killed the idle
+        # ones too: check those once now, then run the read again on a live one.
+        await self.read_pool.check()
         async with self.read_pool.connection() as conn:
             return await query(conn)
 
