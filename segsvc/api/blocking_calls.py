@@ -163,6 +163,14 @@ class ThreadContext:
             callback()
 
 
+def _for_thread(request: Any, context: AioContext) -> tuple[Any, ThreadContext]:
+    """The request as a worker thread reads it (a request stream through a pump), and
+    the context the handler gets."""
+    loop = asyncio.get_running_loop()
+    pump = _RequestPump(request, loop) if hasattr(request, "__aiter__") else None
+    return request if pump is None else pump, ThreadContext(context, loop, pump)
+
+
 def _close_after(step: Future[Any], steps: contextvars.Context, iterator: Iterator[Any]) -> None:
     """Close a response generator, in its call's contextvars, once its running step has
     returned (a generator cannot be closed while it runs)."""
@@ -186,12 +194,7 @@ class BlockingCalls:
 
     async def unary(self, behavior: Blocking, request: Any, context: AioContext) -> Any:
         """A handler with one response; `request` is a message or an async iterator."""
-        loop = asyncio.get_running_loop()
-        pump = None
-        if hasattr(request, "__aiter__"):
-            pump = _RequestPump(request, loop)
-            request = pump
-        call = ThreadContext(context, loop, pump)
+        request, call = _for_thread(request, context)
         try:
             return await self.run(behavior, request, cast(grpc.ServicerContext, call))
         finally:
@@ -199,12 +202,7 @@ class BlockingCalls:
 
     async def stream(self, behavior: Blocking, request: Any, context: AioContext) -> None:
         """A handler with a stream of responses, each written as soon as it is made."""
-        loop = asyncio.get_running_loop()
-        pump = None
-        if hasattr(request, "__aiter__"):
-            pump = _RequestPump(request, loop)
-            request = pump
-        call = ThreadContext(context, loop, pump)
+        request, call = _for_thread(request, context)
         steps = contextvars.copy_context()
         step: Future[Any] | None = None
         responses: Iterator[Any] | None = None
