@@ -4,7 +4,7 @@ spread over a few processes so that the GIL of one client process is not the cei
 This is the default client because it can send a different request on every call
 (h2load repeats one request body, which keeps one user's rows hot in every cache): each
 round names a workload (bench.workloads: uniform or Zipf ids, batches, updates, a mix).
-Each process has its own channel (one HTTP/2 connection) and a thread per caller; calls
+Each process has a connection per four callers (see _worker) and a thread per caller; calls
 send and receive raw bytes, so the client spends no CPU parsing responses. The worker
 processes are started once and stay up across rounds and workloads, so a warm-up round
 and the measured one run on the same connections, without start-up noise.
@@ -18,6 +18,7 @@ import signal
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Protocol
@@ -28,6 +29,7 @@ from bench.workloads import METHODS, Workload, calls
 
 CALL_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
+CALLERS_PER_CONNECTION = 4
 
 
 @dataclass(frozen=True)
@@ -131,16 +133,32 @@ def _worker(
     Ctrl-C is left to the parent, which ends the workers through `close()`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     metadata = (("authorization", f"Bearer {token}"),)
-    with grpc.insecure_channel(target) as channel:
+    # Several connections per process, as many callers make: the server's workers share
+    # their port with SO_REUSEPORT, which spreads connections, not calls, so two
+    # connections (one per process) could all land on one worker and leave the other
+    # idle. A local subchannel pool makes each channel its own connection.
+    with ExitStack() as open_channels:
+        channels = [
+            open_channels.enter_context(
+                grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+            )
+            for _ in range(max(1, threads // CALLERS_PER_CONNECTION))
+        ]
         try:
-            grpc.channel_ready_future(channel).result(timeout=START_TIMEOUT)
+            for channel in channels:
+                grpc.channel_ready_future(channel).result(timeout=START_TIMEOUT)
         except grpc.FutureTimeoutError:
             results.put(f"cannot connect to {target}")
             return
-        rpcs: Rpcs = {
-            method: channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-            for method in METHODS
-        }
+        per_channel: list[Rpcs] = [
+            {
+                method: channel.unary_unary(
+                    method, request_serializer=None, response_deserializer=None
+                )
+                for method in METHODS
+            }
+            for channel in channels
+        ]
         results.put("ready")
         with ThreadPoolExecutor(threads) as pool:
             while (command := commands.get()) is not None:
@@ -149,7 +167,14 @@ def _worker(
                 cpu, started = time.process_time(), time.perf_counter()
                 until = started + seconds
                 futures = [
-                    pool.submit(_caller, rpcs, workload, metadata, until, seed * 1000 + i)
+                    pool.submit(
+                        _caller,
+                        per_channel[i % len(per_channel)],
+                        workload,
+                        metadata,
+                        until,
+                        seed * 1000 + i,
+                    )
                     for i in range(threads)
                 ]
                 latencies: list[float] = []
