@@ -174,13 +174,15 @@ _ROLLOUT_OF_USERS_SINCE: LiteralString = (
 )
 
 # New users of an import whose enrolment was decided while their ids were copied
-# (store.users.copy_import), in the rollouts that are still live.
+# (store.users.copy_import), in the rollouts that are still live. {only_created} is
+# empty when every copied id was created, else _ONLY_CREATED.
 _ROLLOUT_OF_IMPORTED: LiteralString = """
 SELECT DISTINCT e.user_id, e.segment_id, 'add' AS operation, NULL::timestamptz AS expires_at,
        'rollout' AS reason, %(now)s::timestamptz AS at, %(account_id)s::bigint AS account_id
-FROM {rows} e JOIN {created} c ON c.user_id = e.user_id
+FROM {rows} e {only_created}
 WHERE e.segment_id = ANY(%(rollout_ids)s::bigint[])
 """
+_ONLY_CREATED: LiteralString = "JOIN {created} c ON c.user_id = e.user_id"
 
 # Rows already past their expiry are recorded as expired at their expiry time; the
 # rest as removed because the segment was deleted, now, by the caller.
@@ -304,13 +306,19 @@ class MembershipChanges:
         )
         return sum(counts.values())
 
-    def enrol_imported(self, rows: str, created: str, rollout_ids: Sequence[int]) -> int:
-        """Enrol an import's new users (table `created`) as its copied `rows` (user_id,
-        segment_id) decided, in `rollout_ids` only; announced as a change of everyone."""
+    def enrol_imported(self, rows: str, created: str | None, rollout_ids: Sequence[int]) -> int:
+        """Enrol an import's new users (table `created`, or None when every id of `rows`
+        is new) as its copied `rows` (user_id, segment_id) decided, in `rollout_ids`
+        only; announced as a change of everyone."""
         if not rollout_ids:
             return 0
+        only_created = (
+            sql.SQL(_ONLY_CREATED).format(created=sql.Identifier(created))
+            if created is not None
+            else sql.SQL("")
+        )
         source = sql.SQL(_ROLLOUT_OF_IMPORTED).format(
-            rows=sql.Identifier(rows), created=sql.Identifier(created)
+            rows=sql.Identifier(rows), only_created=only_created
         )
         counts = self._apply(source, {"rollout_ids": list(rollout_ids)}, Announce.EVERYONE)
         return sum(counts.values())

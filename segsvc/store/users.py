@@ -9,14 +9,17 @@ later history (an explicit removal, say), the rollout never touches them again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import LiteralString
 
 import psycopg.errors
 from psycopg import sql
 
-from segsvc.domain.rollout import bucket
+from segsvc.domain.rollout import BUCKETS
 from segsvc.store.database import Connection
 from segsvc.store.membership_changes import Rollout
 
@@ -45,11 +48,30 @@ IMPORT_SETTINGS = {"work_mem": "256MB", "jit": "off"}
 IMPORT_ROWS = "import_user_ids"
 
 
+@dataclass(frozen=True)
+class Copied:
+    """What `copy_import` received: how many ids, and the smallest and largest."""
+
+    received: int
+    lowest: int = 0
+    highest: int = 0
+
+
+@dataclass(frozen=True)
+class Created:
+    """What `insert_imported` registered: how many ids, and the table holding them
+    (None when they are exactly the copied ids, IMPORT_ROWS with segment_id NULL)."""
+
+    count: int
+    table: str | None
+
+
 def copy_import(
     conn: Connection, chunks: Iterable[Sequence[int]], rollouts: Sequence[Rollout]
-) -> int:
+) -> Copied:
     """Stream ids into a temporary table through COPY, each with the `rollouts` that
-    would enrol it (domain.rollout.bucket); return how many ids were received.
+    would enrol it (domain.rollout.bucket); return how many ids were received, and
+    their range.
 
     Ids arrive as the chunks do, so a million ids never sit in one Python list.
     """
@@ -60,36 +82,72 @@ def copy_import(
         " ON COMMIT DROP"
     )
     received = 0
+    lowest = highest = 0
     with conn.cursor().copy("COPY import_user_ids (user_id, segment_id) FROM STDIN") as copy:
         for chunk in chunks:
-            if chunk:
-                copy.write(_rows(chunk, rollouts))
-                received += len(chunk)
+            if not chunk:
+                continue
+            for part in _rows(chunk, rollouts):
+                copy.write(part)
+            low, high = min(chunk), max(chunk)
+            lowest = low if not received else min(lowest, low)
+            highest = max(highest, high)
+            received += len(chunk)
     conn.execute("ANALYZE import_user_ids")  # temporary tables get no statistics otherwise
-    return received
+    return Copied(received, lowest, highest)
 
 
-def _rows(chunk: Sequence[int], rollouts: Sequence[Rollout]) -> str:
-    if not rollouts:
-        return "\t\\N\n".join(map(str, chunk)) + "\t\\N\n"
-    lines = []
+def _rows(chunk: Sequence[int], rollouts: Sequence[Rollout]) -> Iterator[str]:
+    """COPY text: every id with segment_id NULL, then the ids each rollout selects."""
+    yield "\t\\N\n".join(map(str, chunk)) + "\t\\N\n"
+    for rollout in rollouts:
+        if selected := _selected(chunk, rollout):
+            line_end = f"\t{rollout.id}\n"
+            yield line_end.join(map(str, selected)) + line_end
+
+
+def _selected(chunk: Sequence[int], rollout: Rollout) -> list[int]:
+    """The ids of `chunk` that `rollout` enrols: domain.rollout.bucket(salt, id) <
+    basis_points, unrolled for a million ids (the salt's hash state is copied instead
+    of rehashed, the first 8 bytes read with one unpack), which halves its cost; a
+    test checks both agree."""
+    salted = hashlib.sha256(f"{rollout.salt}:".encode())
+    first_8_bytes = _BIG_ENDIAN_U64.unpack_from
+    basis_points = rollout.basis_points
+    selected = []
     for user_id in chunk:
-        lines.append(f"{user_id}\t\\N\n")
-        lines.extend(
-            f"{user_id}\t{r.id}\n" for r in rollouts if bucket(r.salt, user_id) < r.basis_points
-        )
-    return "".join(lines)
+        digest = salted.copy()
+        digest.update(str(user_id).encode())
+        if (first_8_bytes(digest.digest())[0] >> 4) % BUCKETS < basis_points:
+            selected.append(user_id)
+    return selected
 
 
-def insert_imported(conn: Connection, created_at: datetime) -> int:
-    """Register the copied ids not seen before, remembering them in IMPORTED; return
-    how many were created.
+_BIG_ENDIAN_U64 = struct.Struct(">Q")
 
-    The ids already registered are left out by an anti-join, so that the insert is a
-    plain one (ON CONFLICT checks every row a second time, doubling the cost); if a
-    concurrent registration of one of the ids commits meanwhile, the plain insert
-    fails and the statement is run again with ON CONFLICT DO NOTHING.
+
+def insert_imported(conn: Connection, created_at: datetime, copied: Copied) -> Created:
+    """Register the copied ids not seen before; return how many were created and where
+    they are listed.
+
+    When no registered id lies between the smallest and the largest copied id (one
+    index probe), every copied id is new: they are inserted plainly, and the copied
+    rows themselves say which ids were created. Otherwise (or if a concurrent
+    registration of one of the ids commits meanwhile, failing the plain insert), the
+    ids already registered are left out by an anti-join and the created ones are
+    remembered in IMPORTED; if a concurrent registration still gets in between, the
+    statement is run again with ON CONFLICT DO NOTHING (ON CONFLICT checks every row a
+    second time, doubling the cost, so it is never the first choice).
     """
+    if not copied.received:
+        return Created(0, None)
+    known = conn.execute(_ANY_REGISTERED_BETWEEN, (copied.lowest, copied.highest)).fetchone()
+    if known is not None and not known[0]:
+        try:
+            with conn.transaction():
+                return Created(conn.execute(_INSERT_ALL_NEW, (created_at,)).rowcount, None)
+        except psycopg.errors.UniqueViolation:
+            pass
     table = sql.Identifier(IMPORTED)
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {} (user_id bigint NOT NULL) ON COMMIT DROP").format(table)
@@ -103,14 +161,44 @@ def insert_imported(conn: Connection, created_at: datetime) -> int:
             (created_at,),
         )
     conn.execute(sql.SQL("ANALYZE {}").format(table))
-    return cur.rowcount
+    return Created(cur.rowcount, IMPORTED)
 
 
-# In ascending id order (lock order 2 of store.membership_changes).
+def list_created(conn: Connection, created: Created) -> str:
+    """The name of a table with one row per created id (column user_id), made from the
+    copied ids when `created` says they all were (rare: for a rollout created while
+    the ids streamed in)."""
+    if created.table is not None:
+        return created.table
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} ON COMMIT DROP AS"
+            " SELECT DISTINCT user_id FROM import_user_ids WHERE segment_id IS NULL"
+        ).format(sql.Identifier(IMPORTED))
+    )
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(IMPORTED)))
+    return IMPORTED
+
+
+_ANY_REGISTERED_BETWEEN: LiteralString = (
+    "SELECT EXISTS (SELECT FROM users WHERE user_id BETWEEN %s AND %s)"
+)
+
+# In ascending id order (lock order 2 of store.membership_changes). DISTINCT ON, not
+# DISTINCT: it is a Sort and a Unique, and ids that arrived in order sort almost for
+# free, where DISTINCT hashes a million ids and then sorts them (0.8 s of 2 s).
+_INSERT_ALL_NEW: LiteralString = """
+INSERT INTO users (user_id, created_at)
+SELECT DISTINCT ON (user_id) user_id, %s::timestamptz FROM import_user_ids
+WHERE segment_id IS NULL
+ORDER BY user_id
+"""
+
+# In ascending id order, DISTINCT ON likewise.
 _INSERT_IMPORTED: LiteralString = """
 WITH created AS (
     INSERT INTO users (user_id, created_at)
-    SELECT DISTINCT i.user_id, %s::timestamptz FROM import_user_ids i
+    SELECT DISTINCT ON (i.user_id) i.user_id, %s::timestamptz FROM import_user_ids i
     WHERE i.segment_id IS NULL
       AND NOT EXISTS (SELECT FROM users u WHERE u.user_id = i.user_id)
     ORDER BY i.user_id
