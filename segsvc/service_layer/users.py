@@ -84,7 +84,7 @@ class Users:
                 yield chunk
 
         def lock(conn: Connection) -> tuple[users.Created, list[Rollout]]:
-            created = users.insert_imported(conn, self.clock(), copied)
+            created = users.insert_imported(conn, self.clock(), copied, decided)
             return created, segments.lock_rollouts(conn)
 
         def change(
