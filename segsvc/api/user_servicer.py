@@ -143,7 +143,10 @@ class _ImportStream:
         for number, message in enumerate(self._requests):
             if number == 0:
                 self._request_id = parse_request_id(message.request_id)
-            ids = message.user_ids
+            # A list once: the import passes over each message's ids several times
+            # (check, fingerprint, copy, rollout), each pass over a list a third of
+            # one over the protobuf container.
+            ids = list(message.user_ids)
             self._digest.update(len(ids).to_bytes(4, "big"))
             # The same bytes as each id's 8-byte big-endian two's complement, packed in
             # one call: a per-id to_bytes cost a tenth of a 1M-id import's time.
