@@ -95,7 +95,10 @@ class Users:
             # created since (rare) is decided now, in SQL; one deleted since is skipped.
             known = {r.id for r in decided}
             enrolled = changes.enrol_imported(
-                users.IMPORT_ROWS, created.table, [r.id for r in rollouts if r.id in known]
+                users.IMPORT_ROWS,
+                created.table,
+                [r.id for r in rollouts if r.id in known],
+                unique=created.once_each,
             )
             if late := [r for r in rollouts if r.id not in known]:
                 table = users.list_created(changes.conn, created)

@@ -175,9 +175,11 @@ _ROLLOUT_OF_USERS_SINCE: LiteralString = (
 
 # New users of an import whose enrolment was decided while their ids were copied
 # (store.users.copy_import), in the rollouts that are still live. {only_created} is
-# empty when every copied id was created, else _ONLY_CREATED.
+# empty when every copied id was created, else _ONLY_CREATED; {distinct} is DISTINCT
+# unless no id was copied twice (then the rows are unique, and without DISTINCT's hash
+# they keep the copied ids' order, which the sorts of _APPLY then find done).
 _ROLLOUT_OF_IMPORTED: LiteralString = """
-SELECT DISTINCT e.user_id, e.segment_id, 'add' AS operation, NULL::timestamptz AS expires_at,
+SELECT {distinct} e.user_id, e.segment_id, 'add' AS operation, NULL::timestamptz AS expires_at,
        'rollout' AS reason, %(now)s::timestamptz AS at, %(account_id)s::bigint AS account_id
 FROM {rows} e {only_created}
 WHERE e.segment_id = ANY(%(rollout_ids)s::bigint[])
@@ -306,10 +308,13 @@ class MembershipChanges:
         )
         return sum(counts.values())
 
-    def enrol_imported(self, rows: str, created: str | None, rollout_ids: Sequence[int]) -> int:
+    def enrol_imported(
+        self, rows: str, created: str | None, rollout_ids: Sequence[int], unique: bool = False
+    ) -> int:
         """Enrol an import's new users (table `created`, or None when every id of `rows`
         is new) as its copied `rows` (user_id, segment_id) decided, in `rollout_ids`
-        only; announced as a change of everyone."""
+        only (`unique`: no row of `rows` is there twice); announced as a change of
+        everyone."""
         if not rollout_ids:
             return 0
         only_created = (
@@ -318,7 +323,9 @@ class MembershipChanges:
             else sql.SQL("")
         )
         source = sql.SQL(_ROLLOUT_OF_IMPORTED).format(
-            rows=sql.Identifier(rows), only_created=only_created
+            distinct=sql.SQL("" if unique else "DISTINCT"),
+            rows=sql.Identifier(rows),
+            only_created=only_created,
         )
         counts = self._apply(source, {"rollout_ids": list(rollout_ids)}, Announce.EVERYONE)
         return sum(counts.values())

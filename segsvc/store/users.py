@@ -69,11 +69,13 @@ class Copied:
 
 @dataclass(frozen=True)
 class Created:
-    """What `insert_imported` registered: how many ids, and the table holding them
-    (None when they are exactly the copied ids, IMPORT_ROWS with segment_id NULL)."""
+    """What `insert_imported` registered: how many ids, the table holding them (None
+    when they are exactly the copied ids, IMPORT_ROWS with segment_id NULL), and
+    whether no id was copied twice (so no copied row is there twice either)."""
 
     count: int
     table: str | None
+    once_each: bool = False
 
 
 def copy_import(
@@ -183,7 +185,8 @@ def _insert(conn: Connection, created_at: datetime, copied: Copied) -> Created:
     if known is not None and not known[0]:
         try:
             with conn.transaction():
-                return Created(conn.execute(_INSERT_ALL_NEW, (created_at,)).rowcount, None)
+                count = conn.execute(_INSERT_ALL_NEW, (created_at,)).rowcount
+                return Created(count, None, once_each=count == copied.received)
         except psycopg.errors.UniqueViolation:
             pass
     conn.execute("ANALYZE import_user_ids")  # for the anti-join's plan

@@ -141,3 +141,23 @@ def test_a_rollout_created_while_an_import_streams_enrols_its_users(
     assert reply.rollout_membership_count >= len(ids)
     assert set(ids) <= _members(segments, auth_metadata, slug)
     assert _adds(database_url, slug, ids) == dict.fromkeys(ids, 1)
+
+
+def test_an_id_sent_twice_is_registered_and_enrolled_once(
+    users: user_grpc.UserServiceStub,
+    segments: seg_grpc.SegmentServiceStub,
+    auth_metadata: Metadata,
+    names: Names,
+    rollouts: list[str],
+    database_url: str,
+) -> None:
+    slug = names.slug("IMP_TWICE")
+    _rollout(segments, auth_metadata, rollouts, slug, 100)
+    ids = names.user_ids(10)
+    chunks = [ids[:6], [ids[3], *ids[6:], ids[0]]]
+    reply = users.ImportUsers(
+        iter([pb.ImportUsersRequest(user_ids=c) for c in chunks]), metadata=auth_metadata
+    )
+    assert (reply.received_count, reply.created_count) == (12, 10)
+    assert set(ids) <= _members(segments, auth_metadata, slug)
+    assert _adds(database_url, slug, ids) == dict.fromkeys(ids, 1)
