@@ -161,12 +161,15 @@ def insert_imported(
     statement is run again with ON CONFLICT DO NOTHING (ON CONFLICT checks every row a
     second time, doubling the cost, so it is never the first choice).
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-enrolment") as thread:
-        # Pure Python on the ids, run while this thread waits for PostgreSQL (psycopg
-        # releases the GIL while it waits).
-        decided = thread.submit(_held_enrolment_rows, copied.held, rollouts)
-        created = _insert(conn, created_at, copied)
-        enrolment_rows = decided.result()
+    if copied.held and rollouts:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-enrolment") as thread:
+            # Pure Python on the ids, run while this thread waits for PostgreSQL (psycopg
+            # releases the GIL while it waits).
+            decided = thread.submit(_held_enrolment_rows, copied.held, rollouts)
+            created = _insert(conn, created_at, copied)
+            enrolment_rows = decided.result()
+    else:
+        created, enrolment_rows = _insert(conn, created_at, copied), []
     if enrolment_rows:
         with conn.cursor().copy("COPY import_user_ids (user_id, segment_id) FROM STDIN") as copy:
             for part in enrolment_rows:
