@@ -91,8 +91,10 @@ class Users:
             changes: MembershipChanges, locked: tuple[users.Created, list[Rollout]]
         ) -> ImportResult:
             created, rollouts = locked
-            # Enrolment was decided during the copy for the rollouts live then; one
-            # created since (rare) is decided now, in SQL; one deleted since is skipped.
+            # Enrolment was decided in Python (store.users: while the ids streamed in, or
+            # while the users were inserted) for the rollouts live when the stream began;
+            # one created since (rare) is decided now, in SQL; one deleted since is
+            # skipped.
             known = {r.id for r in decided}
             enrolled = changes.enrol_imported(
                 users.IMPORT_ROWS,

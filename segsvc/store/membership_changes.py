@@ -173,8 +173,8 @@ _ROLLOUT_OF_USERS_SINCE: LiteralString = (
     _ROLLOUT_OF_ALL_USERS + "  AND age(u.xmin) <= age(%(since_xid)s::xid)\n"
 )
 
-# New users of an import whose enrolment was decided while their ids were copied
-# (store.users.copy_import), in the rollouts that are still live. {only_created} is
+# New users of an import whose enrolment was decided in Python and copied beside their
+# ids (store.users.copy_import and insert_imported), in the rollouts still live. {only_created} is
 # empty when every copied id was created, else _ONLY_CREATED; {distinct} is DISTINCT
 # unless no id was copied twice (then the rows are unique, and without DISTINCT's hash
 # they keep the copied ids' order, which the sorts of _APPLY then find done).

@@ -5,6 +5,13 @@ wait for each other instead of deadlocking); enrolling the new users in live rol
 is a membership change and goes through store/membership_changes.py. Registration is
 the only moment a rollout looks at an existing segment for a user: whatever the user's
 later history (an explicit removal, say), the rollout never touches them again.
+
+An import (`copy_import`, `insert_imported`) copies its ids into a temporary table as
+they stream in, then registers them with one INSERT ... SELECT: a plain one when no
+registered id lies in their range, else one that leaves the known ids out. Which new
+users each live rollout enrols is decided in Python (SHA-256 there costs a fraction of
+the same hash in SQL), on a second thread while PostgreSQL inserts the users, and
+copied beside the ids for the enrolment statement.
 """
 
 from __future__ import annotations
