@@ -49,8 +49,11 @@ def insert_new(conn: Connection, user_ids: Sequence[int], created_at: datetime) 
 
 # Enough for the sort of a million ids (and the enrolment's joins) in memory: at the
 # default 4 MB they spill to disk, which doubled the import's time. JIT compilation of
-# these statements cost more than it saved.
-IMPORT_SETTINGS = {"work_mem": "256MB", "jit": "off"}
+# these statements cost more than it saved. The statistics target applies to the
+# ANALYZE of the import's temporary tables only: a tenth of the default sample reads
+# half the blocks of a million ids and still puts the enrolment rows within a few
+# percent, all the plans need.
+IMPORT_SETTINGS = {"work_mem": "256MB", "jit": "off", "default_statistics_target": "10"}
 # The copied rows: each id once with segment_id NULL, and once more per rollout segment
 # whose bucket selects it (decided in Python, which costs a fraction of the same SHA-256
 # in SQL).
