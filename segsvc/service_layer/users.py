@@ -111,9 +111,12 @@ class Users:
             # The stream cannot be read twice: only the registration after it is retried.
             decided = segments.live_rollouts(conn)
             copied = users.copy_import(conn, validated(), decided)
-            result = in_savepoint(
-                conn, lambda: locked_write(conn, self.clock, account_id, lock, change, once)
-            )
+            try:
+                result = in_savepoint(
+                    conn, lambda: locked_write(conn, self.clock, account_id, lock, change, once)
+                )
+            finally:
+                copied.release()
             if not still_wanted():
                 raise Cancelled("the stream ended before the client half-closed it")
         return result

@@ -14,7 +14,7 @@ from segmentation.v1 import user_service_pb2 as pb
 from segsvc.api.user_servicer import _ImportStream
 from segsvc.domain.rollout import bucket
 from segsvc.store.membership_changes import Rollout
-from segsvc.store.users import _selected
+from segsvc.store.users import HeldIds, _selected
 
 IDS = [1, 2, 9, 10, 99, 12_345, 999_999, 1_000_001, 2**31, 2**53 + 1, 2**63 - 1]
 
@@ -52,3 +52,21 @@ def test_packed_fingerprint_is_the_per_id_encoding() -> None:
     key = stream.key()
     assert key is not None
     assert key.fingerprint == _old_fingerprint(chunks)
+
+
+def test_held_ids_come_back_as_they_were_held_until_released() -> None:
+    held = HeldIds(25)
+    assert not held
+    assert held.add([3, 1, 2**63 - 1])
+    assert held.add(list(range(10, 30)))
+    assert not held.add([7, 8, 9])  # past the limit: not held, decided elsewhere
+    assert held.add([-4, 5])
+    assert [list(chunk) for chunk in held.chunks()] == [
+        [3, 1, 2**63 - 1],
+        list(range(10, 30)),
+        [-4, 5],
+    ]
+    held.release()
+    assert not held
+    assert list(held.chunks()) == []
+    held.release()  # twice is harmless
