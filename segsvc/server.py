@@ -315,6 +315,8 @@ class SegsvcServer:
         if self.settings.cache_users:
             self.cache_listener.start()
         self._on_loop(self.db.open_reads())
+        assert self.db.read_pool is not None
+        self.metrics.watch_pool(self.db.read_pool, "segsvc_db_read_pool")
         self.health.start()
         if self.role.run_sweeper:
             self.sweeper.start()

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 POOL_PUBLISH_SECONDS = 1.0
@@ -112,51 +112,53 @@ class Metrics:
             histogram = self._latencies[method] = self.latency.labels(method)
         histogram.observe(seconds)
 
-    def watch_pool(self, pool: ConnectionPool) -> None:
-        """Export the pool's live statistics: read at scrape time in a single process,
-        published every second by each worker behind the supervisor (summed)."""
+    def watch_pool(self, pool: Pool, prefix: str = "segsvc_db_pool") -> None:
+        """Export the pool's live statistics as `<prefix>_size` etc.: read at scrape time
+        in a single process, published every second by each worker behind the supervisor
+        (summed)."""
+        collector = _PoolCollector(pool, prefix)
         if not self.multiprocess_dir:
-            self.registry.register(_PoolCollector(pool))
+            self.registry.register(collector)
             return
         gauges = {
-            name: Gauge(name, help_text, registry=self.registry, multiprocess_mode="livesum")
-            for name, help_text in _POOL_GAUGES.items()
+            prefix + suffix: Gauge(
+                prefix + suffix, help_text, registry=self.registry, multiprocess_mode="livesum"
+            )
+            for suffix, help_text in _POOL_GAUGES.items()
         }
 
         def publish() -> None:
             while True:
-                for family in _PoolCollector(pool).collect():
+                for family in collector.collect():
                     gauges[family.name].set(family.samples[0].value)
                 time.sleep(POOL_PUBLISH_SECONDS)
 
         threading.Thread(target=publish, name="pool-metrics", daemon=True).start()
 
 
+# Either pool kind: both keep their statistics in plain counters, readable from any thread.
+Pool = ConnectionPool | AsyncConnectionPool
 _POOL_GAUGES = {
-    "segsvc_db_pool_size": "Open connections.",
-    "segsvc_db_pool_in_use": "Connections lent out.",
-    "segsvc_db_pool_waiting": "Requests waiting for a connection.",
-    "segsvc_db_pool_max_size": "Configured maximum.",
+    "_size": "Open connections.",
+    "_in_use": "Connections lent out.",
+    "_waiting": "Requests waiting for a connection.",
+    "_max_size": "Configured maximum.",
 }
 
 
 class _PoolCollector(Collector):
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: Pool, prefix: str) -> None:
         self.pool = pool
+        self.prefix = prefix
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         stats = self.pool.get_stats()
         size = stats.get("pool_size", 0)
-        available = stats.get("pool_available", 0)
-        yield GaugeMetricFamily("segsvc_db_pool_size", "Open connections.", value=size)
-        yield GaugeMetricFamily(
-            "segsvc_db_pool_in_use", "Connections lent out.", value=size - available
-        )
-        yield GaugeMetricFamily(
-            "segsvc_db_pool_waiting",
-            "Requests waiting for a connection.",
-            value=stats.get("requests_waiting", 0),
-        )
-        yield GaugeMetricFamily(
-            "segsvc_db_pool_max_size", "Configured maximum.", value=self.pool.max_size
-        )
+        values = {
+            "_size": size,
+            "_in_use": size - stats.get("pool_available", 0),
+            "_waiting": stats.get("requests_waiting", 0),
+            "_max_size": self.pool.max_size,
+        }
+        for suffix, help_text in _POOL_GAUGES.items():
+            yield GaugeMetricFamily(self.prefix + suffix, help_text, value=values[suffix])

@@ -62,6 +62,8 @@ def test_metrics_count_calls_by_method_and_code(
         "segsvc_db_pool_size",
         "segsvc_db_pool_in_use",
         "segsvc_db_pool_waiting",
+        "segsvc_db_read_pool_size",
+        "segsvc_db_read_pool_in_use",
         "segsvc_expired_memberships_swept_total",
     ):
         assert any(line.startswith(name) for line in lines), name
