@@ -43,6 +43,9 @@ from segsvc.api.stream_watchdog import StreamCancelled
 P = ParamSpec("P")
 T = TypeVar("T")
 _END = object()
+# How long is_active lets the loop handle events already arrived for a call; once per
+# stream end, so its cost is negligible.
+SETTLE_SECONDS = 0.005
 
 if TYPE_CHECKING:
     AioContext = grpc.aio.ServicerContext[Any, Any]
@@ -124,7 +127,22 @@ class ThreadContext:
         return self._context.peer()
 
     def is_active(self) -> bool:
-        """False once the call has been cancelled or has ended."""
+        """False once the call has been cancelled or has ended.
+
+        grpc.aio shows a client's cancellation to the reader of a request stream as the
+        stream's normal end and tells the call's task only when the loop gets to it, an
+        instant later. Asked from a worker thread (the import deciding whether to
+        commit, the watchdog at a stream's end), this first lets the loop handle what
+        has arrived, so that a cancelled stream is not taken for a completed one.
+        """
+        if not self._ended:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # a worker thread
+                # RuntimeError, TimeoutError: the loop has closed, or stopped meanwhile.
+                with contextlib.suppress(RuntimeError, TimeoutError):
+                    pending = asyncio.run_coroutine_threadsafe(_let_loop_settle(), self._loop)
+                    pending.result(timeout=1)
         return not self._ended and not self._context.done()
 
     def cancel(self) -> None:
@@ -161,6 +179,10 @@ class ThreadContext:
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
+
+
+async def _let_loop_settle() -> None:
+    await asyncio.sleep(SETTLE_SECONDS)
 
 
 def _for_thread(request: Any, context: AioContext) -> tuple[Any, ThreadContext]:
