@@ -23,6 +23,7 @@ import pytest
 
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
+from segmentation.v1 import segment_service_pb2
 from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.api.messages import role_value
@@ -191,3 +192,17 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A direct connection to the session database, for checks behind the API."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def rollouts(
+    segments: segment_grpc.SegmentServiceStub, auth_metadata: tuple[tuple[str, str], ...]
+) -> Iterator[list[str]]:
+    """Slugs appended here are deleted after the test: a live rollout would enrol the
+    users every later test registers."""
+    created: list[str] = []
+    yield created
+    for slug in created:
+        segments.DeleteSegment(
+            segment_service_pb2.DeleteSegmentRequest(slug=slug), metadata=auth_metadata
+        )

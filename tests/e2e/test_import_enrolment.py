@@ -18,20 +18,10 @@ from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.domain.rollout import is_enrolled
 from segsvc.store import users as user_store
-from tests.support.api import update
+from tests.support.api import members, update
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]
-
-
-@pytest.fixture
-def rollouts(segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata) -> Iterator[list[str]]:
-    """Slugs appended here are deleted after the test: a live rollout would enrol the
-    users every later test registers."""
-    created: list[str] = []
-    yield created
-    for slug in created:
-        segments.DeleteSegment(seg_pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata)
 
 
 def _rollout(
@@ -52,11 +42,6 @@ def _adds(database_url: str, slug: str, user_ids: list[int]) -> dict[int, int]:
             (slug, user_ids),
         ).fetchall()
     return {int(r[0]): int(r[1]) for r in rows}
-
-
-def _members(segments: seg_grpc.SegmentServiceStub, md: Metadata, slug: str) -> set[int]:
-    stream = segments.ListSegmentUsers(seg_pb.ListSegmentUsersRequest(slug=slug), metadata=md)
-    return {uid for chunk in stream for uid in chunk.user_ids}
 
 
 def test_held_and_streamed_decisions_enrol_exactly_as_the_hash_says(
@@ -85,9 +70,9 @@ def test_held_and_streamed_decisions_enrol_exactly_as_the_hash_says(
     assert reply.created_count == len(ids)
     # At least: a rollout another test left live would enrol some of them too.
     assert reply.rollout_membership_count >= len(ids) + len(expected_half)
-    assert _members(segments, auth_metadata, half) >= expected_half
-    assert not (_members(segments, auth_metadata, half) & (set(ids) - expected_half))
-    assert set(ids) <= _members(segments, auth_metadata, all_)
+    assert members(segments, auth_metadata, half) >= expected_half
+    assert not (members(segments, auth_metadata, half) & (set(ids) - expected_half))
+    assert set(ids) <= members(segments, auth_metadata, all_)
     assert _adds(database_url, half, ids) == dict.fromkeys(expected_half, 1)
     assert _adds(database_url, all_, ids) == dict.fromkeys(ids, 1)
 
@@ -112,7 +97,7 @@ def test_ids_around_a_known_user_enrol_only_the_created_ones(
     new = [u for u in ids if u != known]
     assert (reply.received_count, reply.created_count) == (len(ids), len(new))
     assert reply.rollout_membership_count >= len(new)
-    in_segment = _members(segments, auth_metadata, slug)
+    in_segment = members(segments, auth_metadata, slug)
     assert set(new) <= in_segment
     assert known not in in_segment
     assert _adds(database_url, slug, new) == dict.fromkeys(new, 1)
@@ -139,7 +124,7 @@ def test_a_rollout_created_while_an_import_streams_enrols_its_users(
     reply = users.ImportUsers(requests(), metadata=auth_metadata, timeout=30)
     assert reply.created_count == len(ids)
     assert reply.rollout_membership_count >= len(ids)
-    assert set(ids) <= _members(segments, auth_metadata, slug)
+    assert set(ids) <= members(segments, auth_metadata, slug)
     assert _adds(database_url, slug, ids) == dict.fromkeys(ids, 1)
 
 
@@ -159,5 +144,5 @@ def test_an_id_sent_twice_is_registered_and_enrolled_once(
         iter([pb.ImportUsersRequest(user_ids=c) for c in chunks]), metadata=auth_metadata
     )
     assert (reply.received_count, reply.created_count) == (12, 10)
-    assert set(ids) <= _members(segments, auth_metadata, slug)
+    assert set(ids) <= members(segments, auth_metadata, slug)
     assert _adds(database_url, slug, ids) == dict.fromkeys(ids, 1)

@@ -4,7 +4,6 @@ known at creation and to users registered later, never undoing an explicit remov
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,25 +16,10 @@ from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.domain.rollout import is_enrolled
-from tests.support.api import slugs_of, update
+from tests.support.api import members, slugs_of, update
 from tests.support.names import Names
 
 Metadata = tuple[tuple[str, str], ...]
-
-
-@pytest.fixture
-def rollouts(segments: seg_grpc.SegmentServiceStub, auth_metadata: Metadata) -> Iterator[list[str]]:
-    """Slugs appended here are deleted after the test: a live rollout would enrol the
-    users every later test registers."""
-    created: list[str] = []
-    yield created
-    for slug in created:
-        segments.DeleteSegment(seg_pb.DeleteSegmentRequest(slug=slug), metadata=auth_metadata)
-
-
-def members(segments: seg_grpc.SegmentServiceStub, md: Metadata, slug: str) -> set[int]:
-    stream = segments.ListSegmentUsers(seg_pb.ListSegmentUsersRequest(slug=slug), metadata=md)
-    return {uid for chunk in stream for uid in chunk.user_ids}
 
 
 def test_existing_users_are_enrolled_exactly_as_the_hash_says(

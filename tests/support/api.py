@@ -39,3 +39,9 @@ def update(
 def slugs_of(user: pb.UserSegments) -> list[str]:
     """The slugs of a UserSegments message, in its order."""
     return [s.slug for s in user.segments]
+
+
+def members(segments: seg_grpc.SegmentServiceStub, md: Metadata, slug: str) -> set[int]:
+    """Every member of a segment, read back through ListSegmentUsers."""
+    stream = segments.ListSegmentUsers(seg_pb.ListSegmentUsersRequest(slug=slug), metadata=md)
+    return {uid for chunk in stream for uid in chunk.user_ids}
