@@ -38,12 +38,26 @@ def test_sign_in_flood_is_bounded_and_reads_stay_served(fresh_database: Callable
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-            _flood_while_reading(channel)
+            outcomes, reads_done = _flood_while_reading(channel)
     finally:
         server.stop(grace=0)
 
+    codes = [code for code, _ in outcomes]
+    refused = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    # Only the admitted few ran bcrypt (a slot freed mid-flood may admit a straggler).
+    assert refused >= FLOOD - 2 * (WORKERS + QUEUE), codes
+    # The reads did not wait for the flood: they were done while admitted sign-ins ran.
+    last_sign_in = max(at for code, at in outcomes if code == grpc.StatusCode.OK)
+    assert reads_done < last_sign_in
 
-def _flood_while_reading(channel: grpc.Channel) -> None:
+
+def _flood_while_reading(
+    channel: grpc.Channel,
+) -> tuple[list[tuple[grpc.StatusCode, float]], float]:
+    """Sign-ins from FLOOD threads at once while reads and health checks are made (each
+    must answer SERVING); the sign-ins' outcomes with when each ended, and when the
+    reads were done."""
     auth = auth_grpc.AuthServiceStub(channel)
     credentials: dict[str, Any] = {"username": "flood", "password": "flood-password"}
     auth.SignUp(auth_pb.SignUpRequest(name="Flood", **credentials))
@@ -75,12 +89,4 @@ def _flood_while_reading(channel: grpc.Channel) -> None:
         reads_done = time.monotonic()
         for future in futures:
             future.result()
-
-    codes = [code for code, _ in outcomes]
-    refused = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
-    # Only the admitted few ran bcrypt (a slot freed mid-flood may admit a straggler).
-    assert refused >= FLOOD - 2 * (WORKERS + QUEUE), codes
-    # The reads did not wait for the flood: they were done while admitted sign-ins ran.
-    last_sign_in = max(at for code, at in outcomes if code == grpc.StatusCode.OK)
-    assert reads_done < last_sign_in
+    return outcomes, reads_done
