@@ -1,18 +1,14 @@
-"""GetUserSegments on grpc.aio, for the server-model comparison only.
+"""GetUserSegments on a minimal grpc.aio server, for the server-model comparison only.
 
-It is built from segsvc's own pieces - the SQL of store.memberships, TokenService.verify
-for the JWT, api.messages for the response - over psycopg's AsyncConnectionPool with
-segsvc's session settings, so the server model is what differs. By default an aio
-interceptor repeats the per-call work of segsvc's ServerInterceptor (auth for
-segmentation.v1 methods, a request id in trailing metadata, the same Prometheus metrics;
-like segsvc by default, no access log line): otherwise the comparison would credit
-grpc.aio with the cost of that bookkeeping. `--bare` drops the interceptor (the token is checked in
-the handler) to show what the bookkeeping costs.
-
-It has segsvc's read cache too (segsvc.cache: the same ReadCache, filled from the same
-query and kept coherent by the same ChangeListener thread, SEGSVC_CACHE_USERS entries),
-and answers with the cached bytes as segsvc does, so the two models are compared on
-the read path as it now is.
+The read itself is segsvc's own: service_layer.Reads, with the same read cache (kept
+coherent by the same ChangeListener thread, SEGSVC_CACHE_USERS entries), the same read
+pool, SQL and wire encoding. Around it there is nothing of segsvc's server - no other
+service, no blocking-call layer, no health watcher, no HTTP port - so the comparison
+shows what segsvc's whole stack costs on top of the least a grpc.aio server can do for
+this read. By default an aio interceptor repeats the per-call work of segsvc's
+ServerInterceptor (the token check, a request id in trailing metadata, the same
+Prometheus metrics; like segsvc by default, no access log line); `--bare` drops it (the
+token is checked in the handler) to show what that bookkeeping costs.
 
 Settings come from the same SEGSVC_* variables as segsvc (database URL, JWT secret, pool
 size, log level and format); the flags override them. Ready when gRPC health checking
@@ -29,14 +25,12 @@ import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import _async as health_aio  # what grpc_health.v1.health.aio names
 from grpc_health.v1 import health_pb2_grpc
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from segmentation.v1 import user_service_pb2 as pb
 from segsvc.api import access_rules
@@ -44,14 +38,14 @@ from segsvc.api.interceptors import PROTECTED_PREFIX, REQUEST_ID_KEY
 from segsvc.api.user_segments_wire import encoded_user_segments
 from segsvc.cache.listener import ChangeListener
 from segsvc.cache.read_cache import ReadCache
+from segsvc.domain.clock import system_clock
 from segsvc.domain.errors import Unauthenticated
-from segsvc.domain.models import ActiveSegment, Reason
 from segsvc.domain.tokens import TokenService
 from segsvc.observability.logs import configure_logging
 from segsvc.observability.metrics import Metrics
 from segsvc.server import CONTRACT_FILES
-from segsvc.service_layer.reads import valid_until
-from segsvc.store.memberships import ACTIVE_FOR_USER
+from segsvc.service_layer.reads import Reads
+from segsvc.store.database import Database, SessionLimits
 
 PUBLIC_METHODS = frozenset(
     path for path, rule in access_rules.load(CONTRACT_FILES).items() if rule.public
@@ -130,40 +124,23 @@ class Bookkeeping(_Interceptor):
 
 
 class AioUsers:
-    """GetUserSegments only, answered as encoded bytes through the read cache; with
-    `tokens`, it checks the token itself (bare mode)."""
+    """GetUserSegments only, answered by segsvc's own Reads (cache, read pool, encoding);
+    with `tokens`, it checks the token itself (bare mode)."""
 
-    def __init__(
-        self,
-        pool: AsyncConnectionPool[AsyncConnection[Any]],
-        tokens: TokenService | None,
-        cache: ReadCache,
-    ) -> None:
-        self.pool = pool
+    def __init__(self, reads: Reads, tokens: TokenService | None) -> None:
+        self.reads = reads
         self.tokens = tokens
-        self.cache = cache
 
     async def get_user_segments(
         self, request: pb.GetUserSegmentsRequest, context: _Context
     ) -> bytes:
-        """segsvc's Reads.user on the event loop."""
+        """segsvc's read, without the rest of segsvc's server around it."""
         if self.tokens is not None:
             try:
                 self.tokens.verify(_bearer(context))
             except Unauthenticated as exc:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        now = datetime.now(UTC)
-        cached = self.cache.get(request.user_id, now)
-        if cached is not None:
-            return cached
-        ticket = self.cache.ticket()
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(ACTIVE_FOR_USER, (request.user_id, now))
-            rows = await cursor.fetchall()
-        segments = [ActiveSegment(r[0], r[1], r[2], Reason(r[3])) for r in rows]
-        encoded = encoded_user_segments(request.user_id, segments)
-        self.cache.fill(request.user_id, ticket, encoded, now, valid_until(segments))
-        return encoded
+        return await self.reads.user(request.user_id)
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         """The UserService handler: request parsed, response bytes sent as they are."""
@@ -182,27 +159,28 @@ async def serve(
     port: int, database_url: str, secret: str, pool_size: int, bare: bool, cache_users: int
 ) -> None:
     """Serve until SIGTERM or SIGINT."""
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+    limits = SessionLimits(60, 60)
+    db = Database(
         database_url,
         min_size=pool_size,
         max_size=pool_size,
-        open=False,
-        kwargs={
-            "autocommit": True,
-            "options": "-c timezone=UTC -c statement_timeout=60000",
-            "application_name": "segsvc-bench-aio",
-        },
+        timeout=30,
+        bulk_size=1,
+        hot_limits=limits,
+        bulk_limits=limits,
     )
-    await pool.open(wait=True)
-    tokens = TokenService(secret.encode(), timedelta(hours=1), lambda: datetime.now(UTC))
+    await db.open_reads()  # only the read pool: the twin serves nothing else
+    clock = system_clock
+    tokens = TokenService(secret.encode(), timedelta(hours=1), clock)
     metrics = Metrics()
     cache = ReadCache(cache_users, metrics)
     listener = ChangeListener(database_url, cache, own_origin="")
     if cache_users:
         listener.start()
+    reads = Reads(db, clock, cache, encoded_user_segments)
     interceptors = [] if bare else [Bookkeeping(tokens, metrics)]
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((AioUsers(pool, tokens if bare else None, cache).handler(),))
+    server.add_generic_rpc_handlers((AioUsers(reads, tokens if bare else None).handler(),))
     health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -213,7 +191,7 @@ async def serve(
     await stop.wait()
     await server.stop(1)
     listener.stop()
-    await pool.close()
+    await db.close_reads()
 
 
 def main() -> None:
