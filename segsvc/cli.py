@@ -76,10 +76,14 @@ def serve(settings: Settings) -> int:
     when SEGSVC_PROCESSES is 1, otherwise that many workers under the supervisor."""
     count = settings.process_count
     if count > 1:
-        resolve_jwt_secret(settings)  # checked (and in dev mode generated) once, here
+        secret = resolve_jwt_secret(settings)  # checked (in dev mode generated) once, here
         url, _embedded = _database_url(settings)
         try:
-            supervisor = Supervisor(settings, count, url if settings.embedded else None)
+            supervisor = (
+                Supervisor(settings, count, url, secret.decode())
+                if settings.embedded
+                else Supervisor(settings, count)
+            )
             return supervisor.run()
         except PortTaken as exc:
             raise StartupError(str(exc)) from None

@@ -84,6 +84,7 @@ class Supervisor:
     settings: Settings
     count: int
     database_url: str | None = None
+    jwt_secret: str | None = None
     workers: dict[int, _Worker] = field(default_factory=dict)
     _addresses: tuple[str, str] = ("", "")
     _stopping: bool = False
@@ -111,6 +112,8 @@ class Supervisor:
         env["SEGSVC_HTTP_ADDR"] = resolve_port("SEGSVC_HTTP_ADDR", self.settings.http_addr)
         if self.database_url is not None:  # the embedded server, started here once
             env["SEGSVC_DATABASE_URL"] = self.database_url
+        if self.jwt_secret is not None:  # its dev secret: with a URL, a worker needs one
+            env["SEGSVC_JWT_SECRET"] = self.jwt_secret
         env[MULTIPROCESS_DIR_ENV] = tempfile.mkdtemp(prefix="segsvc-metrics-")
         self._addresses = (env["SEGSVC_GRPC_ADDR"], env["SEGSVC_HTTP_ADDR"])
         return env

@@ -27,10 +27,13 @@ from tests.support.servers import JWT_SECRET, SEGSVC, child_env, start_process
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
 
-def test_embedded_database_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_embedded_database_start(tmp_path: Path, processes: str) -> None:
     """No database URL and no secret: dev mode starts PostgreSQL from the wheel,
-    generates a JWT secret, says so, and serves."""
+    generates a JWT secret, says so, and serves; behind the supervisor too (`make run`
+    on a machine of several CPUs), whose workers get the embedded server and its secret."""
     env = child_env(
+        SEGSVC_PROCESSES=processes,
         SEGSVC_DATA_DIR=str(tmp_path / "data"),
         SEGSVC_GRPC_ADDR="127.0.0.1:0",
         SEGSVC_HTTP_ADDR="127.0.0.1:0",
