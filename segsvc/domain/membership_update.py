@@ -112,3 +112,10 @@ def plan_update(
             plan.change_expiry[segment_id] = expires_at
     plan.delete = sorted(s for s in removals if s in current)
     return plan
+
+
+def active_at(held: Mapping[int, datetime | None], now: datetime) -> dict[int, datetime | None]:
+    """The memberships of `held` (segment id -> expiry) still active at `now`: those
+    without an expiry or expiring after it. An expired row the sweeper has not moved
+    yet is not a membership."""
+    return {s: e for s, e in held.items() if e is None or e > now}

@@ -10,7 +10,12 @@ from segsvc.domain.clock import Clock
 from segsvc.domain.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound
 from segsvc.domain.history import segments_at
 from segsvc.domain.imports import check_chunk
-from segsvc.domain.membership_update import RequestedAddition, plan_update, validate_update
+from segsvc.domain.membership_update import (
+    RequestedAddition,
+    active_at,
+    plan_update,
+    validate_update,
+)
 from segsvc.domain.models import ActiveSegment
 from segsvc.domain.request_ids import Replayed
 from segsvc.domain.user_ids import require_user_id
@@ -154,9 +159,12 @@ class Users:
             final = validate_update(user_id, additions, removals, now)
             if locked.created:
                 changes.enrol_users([user_id], locked.rollouts)
-            changes.purge_expired_of_user(user_id)
+            held = memberships.held_expiries(conn, user_id)
+            current = active_at(held, now)
+            if len(current) < len(held):  # rare: the sweeper moves expired rows first
+                changes.purge_expired_of_user(user_id)
             plan = plan_update(
-                memberships.current_expiries(conn, user_id, now),
+                current,
                 {ids[a.slug]: a.expires_at for a in final.additions},
                 [ids[slug] for slug in final.removals],
             )

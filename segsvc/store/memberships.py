@@ -80,12 +80,11 @@ def _by_user(rows: Sequence[tuple[Any, ...]]) -> dict[int, list[ActiveSegment]]:
     return result
 
 
-def current_expiries(conn: Connection, user_id: int, now: datetime) -> dict[int, datetime | None]:
-    """Active memberships of a (locked) user: segment id -> expiry."""
+def held_expiries(conn: Connection, user_id: int) -> dict[int, datetime | None]:
+    """Every membership row of a (locked) user, expired ones included: segment id ->
+    expiry. One read tells both what is active and whether expired rows need a purge."""
     rows = conn.execute(
-        "SELECT segment_id, expires_at FROM memberships"
-        " WHERE user_id = %s AND (expires_at IS NULL OR expires_at > %s)",
-        (user_id, now),
+        "SELECT segment_id, expires_at FROM memberships WHERE user_id = %s", (user_id,)
     ).fetchall()
     return {int(r[0]): r[1] for r in rows}
 

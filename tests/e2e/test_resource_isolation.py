@@ -26,6 +26,7 @@ from segmentation.v1 import segment_service_pb2 as seg_pb
 from segmentation.v1 import segment_service_pb2_grpc as seg_grpc
 from segmentation.v1 import user_service_pb2 as pb
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
+from segsvc.api.messages import timestamp
 from segsvc.config import DEFAULT_MIGRATIONS_DIR
 from segsvc.server import SegsvcServer
 from segsvc.store.migrations import migrate
@@ -240,11 +241,24 @@ def test_dropped_connections_cost_no_call(
     small_server: SegsvcServer, small_channel: grpc.Channel, md: Metadata
 ) -> None:
     """Defect 10: after the database ends every segsvc session (a restart, a failover),
-    the next calls all succeed: pooled connections are checked before use."""
+    the next calls all succeed: reads on the event loop's pool, writes and a history
+    read on the blocking pool, whose connections are checked before use (without a
+    query when they are alive: store.database._check_lent)."""
     users = user_grpc.UserServiceStub(small_channel)
+    slug = "DROPPED_CONNECTIONS"
+    seg_grpc.SegmentServiceStub(small_channel).CreateSegment(
+        seg_pb.CreateSegmentRequest(slug=slug), metadata=md
+    )
     request = pb.GetUserSegmentsRequest(user_id=1)
-    for _ in range(4):
-        users.GetUserSegments(request, metadata=md)
+    update = pb.UpdateUserSegmentsRequest(user_id=1, add=[pb.SegmentAddition(slug=slug)])
+    past = pb.GetUserSegmentsRequest(user_id=1, as_of=timestamp(datetime.now(UTC)))
+    calls = [
+        lambda: users.GetUserSegments(request, metadata=md, timeout=5),
+        lambda: users.UpdateUserSegments(update, metadata=md, timeout=5),
+        lambda: users.GetUserSegments(past, metadata=md, timeout=5),
+    ]
+    for call in calls * 4:  # every pooled connection has served
+        call()
     with psycopg.connect(small_server.database_url, autocommit=True) as conn:
         sessions = conn.execute(
             "SELECT pid FROM pg_stat_activity"
@@ -261,9 +275,9 @@ def test_dropped_connections_cost_no_call(
             assert time.monotonic() < deadline
             time.sleep(0.05)
     failures = []
-    for _ in range(20):
+    for call in calls * 7:
         try:
-            users.GetUserSegments(request, metadata=md, timeout=5)
+            call()
         except grpc.RpcError as exc:
             failures.append(exc.code())
     assert failures == []
