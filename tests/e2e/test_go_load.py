@@ -75,8 +75,8 @@ def _memberships(admin: SegsvcClient) -> dict[int, set[str]]:
     return {user_id: set(admin.get_user_segments(user_id).slugs) for user_id in range(1, USERS + 1)}
 
 
-def test_reads_and_batches_succeed(client: GoClient) -> None:
-    for kind in ("uniform", "batch"):
+def test_reads_batches_and_empty_calls_succeed(client: GoClient) -> None:
+    for kind in ("uniform", "batch", "empty"):
         result = client.round(ROUND_SECONDS, Workload(kind, USERS, SEGMENTS))
         assert result.calls > 0, kind
         assert (result.errors, result.first_error) == (0, ""), kind
