@@ -101,7 +101,7 @@ func userCall(method string, request proto.Message) call {
 }
 
 // workload is a traffic shape over users 1..users and segments SEG_0001..; zipf holds
-// the cumulative Zipf weights, built once per process (before any round's clock).
+// the cumulative Zipf weights, built before the first round's clock.
 type workload struct {
 	kind     string
 	users    int64
@@ -109,12 +109,19 @@ type workload struct {
 	zipf     []float64
 }
 
+// zipfTables are the cumulative weights by user count, built once per process as
+// bench/workloads.py builds them (8 MB at a million users, shared by zipf and mix).
+var zipfTables = map[int64][]float64{}
+
 func newWorkload(kind string, users, segments int64) (*workload, error) {
 	for _, known := range kinds {
 		if kind == known {
 			w := &workload{kind: kind, users: users, segments: segments}
 			if kind == "zipf" || kind == "mix" {
-				w.zipf = zipfCDF(users)
+				if zipfTables[users] == nil {
+					zipfTables[users] = zipfCDF(users)
+				}
+				w.zipf = zipfTables[users]
 			}
 			return w, nil
 		}
