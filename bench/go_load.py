@@ -4,11 +4,12 @@ installed.
 The Python client (bench.load) costs 0.4-0.5 of a 2-core machine's cores in its
 processes and threads, which the server under test then lacks; the Go binary sends the
 same workloads (bench.workloads, re-implemented in Go: same shapes, constants and
-per-caller seeding) from goroutines for a fraction of that. It is built once per bench
-process, offline against Debian's Go packages (tools/go_build.py), into build/, and
-started once per client: it connects (a connection per four callers), says `ready`, then
-runs a round for every `<seconds> <kind>` line on its stdin and answers with one JSON
-line; the connections stay up across rounds, as the Python workers' do.
+per-caller seeding) from goroutines for about half the CPU per call (README,
+"Performance"), leaving replies unparsed as the Python client does. It is built once per
+bench process, offline against Debian's Go packages (tools/go_build.py), into build/,
+and started once per client: it connects (a connection per four callers), says `ready`,
+then runs a round for every `<seconds> <kind>` line on its stdin and answers with one
+JSON line; the connections stay up across rounds, as the Python workers' do.
 """
 
 from __future__ import annotations
