@@ -51,7 +51,7 @@ go-deps:
 
 ## Build the Go example caller into build/segsvc-example.
 go-example: go-deps
-	$(PYTHON) tools/go_example.py build/segsvc-example
+	$(PYTHON) tools/go_build.py segsvc-example build/segsvc-example
 
 ## Record proto/ as the released contract (only when releasing: later changes must not break it).
 release-contract: $(BIN)/.installed

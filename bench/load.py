@@ -1,9 +1,11 @@
 """Closed-loop load from Python: C concurrent callers, each with one call in flight,
 spread over a few processes so that the GIL of one client process is not the ceiling.
 
-This is the default client because it can send a different request on every call
-(h2load repeats one request body, which keeps one user's rows hot in every cache): each
-round names a workload (bench.workloads: uniform or Zipf ids, batches, updates, a mix).
+It can send a different request on every call (h2load repeats one request body, which
+keeps one user's rows hot in every cache): each round names a workload (bench.workloads:
+uniform or Zipf ids, batches, updates, a mix). It is the fallback when Go is not
+installed: the Go client (bench.go_load) sends the same workloads for about half the CPU
+per call that these processes take from the server's cores (0.4-0.5 of 2 cores).
 Each process has a connection per four callers (see _worker) and a thread per caller; calls
 send and receive raw bytes, so the client spends no CPU parsing responses. The worker
 processes are started once and stay up across rounds and workloads, so a warm-up round

@@ -14,6 +14,11 @@ would: a separate `segsvc serve` on a real PostgreSQL. Then:
   bulk    rollout and ImportUsers beside the bare SQL, ListSegmentUsers and the month
           report at N users, with the server's peak memory per operation (bench.bulk)
 
+The load comes from closed-loop callers of `--client go|python|h2load` (bench.clients):
+by default the Go binary clients/go/cmd/segsvc-load when Go is installed, as it takes
+the least of the CPU the server shares, else the multi-process Python client; h2load
+drives only the models part (traffic then uses the default).
+
 The tables are prewarmed (pg_prewarm) before every measured round. Prints tables, the
 targets of issue 8 beside the figures of this run and the machine state, writes
 bench/results/<time>.json and drops the database at the end, on failure and on Ctrl-C
@@ -39,7 +44,7 @@ from typing import Any
 
 import grpc
 
-from bench import bulk, h2load, prewarm, seed, server_models, targets, traffic
+from bench import bulk, clients, go_load, h2load, prewarm, seed, server_models, targets, traffic
 from bench.servers import SEGSVC, Server, free_port, launch
 from segmentation.v1 import auth_service_pb2 as auth_pb
 from segmentation.v1 import auth_service_pb2_grpc as auth_grpc
@@ -78,7 +83,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="SEGSVC_PROCESSES of the traffic part (default: the server's, the CPU count)",
     )
-    parser.add_argument("--client", choices=["python", "h2load"], default="python")
+    parser.add_argument(
+        "--client",
+        choices=clients.CHOICES,
+        default=None,
+        help="load client (default: go when Go is installed, else python)",
+    )
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="directory of the JSON results"
@@ -89,10 +99,27 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
     args.users = args.users or (10_000 if args.quick else 1_000_000)
     args.seconds = args.seconds or (1.0 if args.quick else 10.0)
-    if args.client == "h2load" and not h2load.available():
-        print("h2load not found (apt-get install nghttp2-client): using the Python client")
-        args.client = "python"
+    _choose_client(args)
     return args
+
+
+def _choose_client(args: argparse.Namespace) -> None:
+    """Settle args.client (what models uses) and args.traffic_client, saying why; build
+    the Go client now, so a failed build shows before the database is seeded."""
+    default, why = clients.default()
+    if args.client is None:
+        args.client = default
+        print(f"load client: {default} ({why}; --client go|python|h2load to choose)")
+    elif args.client == "h2load" and not h2load.available():
+        print(f"h2load not found (apt-get install nghttp2-client): using the {default} client")
+        args.client = default
+    args.traffic_client = default if args.client == "h2load" else args.client
+    if args.client == "h2load" and "traffic" in args.parts:
+        print(f"h2load repeats one request: the traffic part uses the {default} client ({why})")
+    used = {"traffic": args.traffic_client, "models": args.client}
+    if "go" in {used[part] for part in args.parts if part in used}:
+        print("building the Go load client (clients/go/cmd/segsvc-load)", flush=True)
+        print(f"  {go_load.binary()}", flush=True)
 
 
 def _sign_in(target: str) -> str:
@@ -163,9 +190,14 @@ def _measure(args: argparse.Namespace, url: str, report: dict[str, Any]) -> None
         server.stop()
     figures: dict[str, float] = {}
     if "traffic" in args.parts:
+        spread = (
+            "in one process"
+            if args.traffic_client == "go"
+            else f"over {args.client_processes} processes"
+        )
         print(
-            f"\ntraffic: {args.traffic_concurrency} callers over {args.client_processes}"
-            f" client processes, 2 rounds of {args.seconds:g} s each (second reported):",
+            f"\ntraffic: {args.traffic_concurrency} callers of the {args.traffic_client} client"
+            f" {spread}, 2 rounds of {args.seconds:g} s each (second reported):",
             flush=True,
         )
         settings = traffic.Settings(
@@ -174,6 +206,7 @@ def _measure(args: argparse.Namespace, url: str, report: dict[str, Any]) -> None
             args.traffic_concurrency,
             args.client_processes,
             args.server_processes,
+            args.traffic_client,
         )
         startup, rows = traffic.run(env, token, url, settings, logs)
         report["startup"] = asdict(startup)
@@ -219,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": args.seconds,
         "concurrency": args.concurrency,
         "client": args.client,
+        "traffic_client": args.traffic_client,
         "client_processes": args.client_processes,
     }
     report["load_average_start"] = os.getloadavg()

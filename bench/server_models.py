@@ -5,8 +5,9 @@ server (README, "Server model"); this part keeps measuring what segsvc's whole s
 (blocking-call layer, health, every servicer) costs beside the least a grpc.aio server
 can do for the read: bench.aio_server, with segsvc's cache, SQL and interceptor work.
 Each server model is started in turn on the same database and driven by the same client
-with the same concurrency: GetUserSegments for random users, then an empty RPC
-(Health/Check) for the ceiling of the RPC layer alone.
+(`--client`: the Go binary by default, see bench.clients) with the same concurrency:
+GetUserSegments for random users, then an empty RPC (Health/Check) for the ceiling of
+the RPC layer alone.
 Each gets a warm-up round and a measured round; around the measured one the server's
 CPU time is read from /proc, giving CPU per 1000 calls, which is what decides how many
 calls a core can serve whatever the client costs.
@@ -21,12 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from grpc_health.v1 import health_pb2
 
 from bench import h2load, prewarm
-from bench.load import LoadClient, PythonClient
+from bench.clients import ClientKind, workload_client
+from bench.load import LoadClient
 from bench.procstat import usage
 from bench.servers import SEGSVC, Server, free_port, launch
 from bench.workloads import EMPTY, GET, Workload
@@ -35,7 +36,6 @@ from segmentation.v1 import user_service_pb2 as pb
 READ = GET
 # h2load repeats one body, hence one user.
 H2LOAD_USER_ID = 42
-ClientKind = Literal["python", "h2load"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ class Load:
     users: int
     seconds: float
     concurrency: int = 32
-    processes: int = 2
-    client: ClientKind = "python"
+    processes: int = 2  # of the Python client
+    client: ClientKind = "go"
     database_url: str = ""  # prewarmed before every round when set
 
 
@@ -110,7 +110,9 @@ def _client(server: Server, method: str, load: Load) -> LoadClient:
         return h2load.H2loadClient(
             f"http://{server.target}{method}", body, load.token, connections=load.concurrency
         )
-    return PythonClient(server.target, load.token, load.concurrency, load.processes)
+    return workload_client(
+        load.client, server.target, load.token, load.concurrency, load.users, load.processes
+    )
 
 
 def measure(name: str, server: Server, kind: str, load: Load) -> Row:

@@ -1,6 +1,8 @@
 """Real traffic against `segsvc serve` as production runs it, figure by figure beside the
 targets: uniform and Zipf reads, batches of 100, updates, and the 95/5 mix, from 64
-closed-loop callers of the multi-process Python client.
+closed-loop callers of a client that sends those workloads (bench.clients): the Go
+binary when Go is installed, as it leaves the server the most CPU, else the
+multi-process Python client. Each row names the client that measured it.
 
 The server is started with SEGSVC_PROCESSES workers; its CPU is that of the whole
 process tree (supervisor and workers), its idle memory each worker's RSS before the
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import prewarm
-from bench.load import PythonClient
+from bench.clients import WorkloadClientKind, workload_client
+from bench.load import LoadClient
 from bench.procstat import tree_usage
 from bench.server_metrics import CacheCounts, cache_counts, hit_ratio, scrape
 from bench.servers import SEGSVC, Server, free_port, launch
@@ -33,8 +36,9 @@ class Settings:
     users: int
     seconds: float
     concurrency: int = 64
-    client_processes: int = 2
+    client_processes: int = 2  # of the Python client
     server_processes: int = 0  # 0: the server's default (the CPU count)
+    client: WorkloadClientKind = "go"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class TrafficRow:
     """One measured round."""
 
     workload: str
+    client: str
     calls_per_second: float
     lookups_per_second: float
     p50_ms: float
@@ -92,7 +97,7 @@ def _cache(server: Server) -> CacheCounts | None:
 
 
 def measure(
-    server: Server, client: PythonClient, url: str, workload: Workload, seconds: float
+    server: Server, client: LoadClient, url: str, workload: Workload, seconds: float
 ) -> TrafficRow:
     """Prewarm, warm up, prewarm, then the measured round with everything around it."""
     prewarm.prewarm(url)
@@ -108,6 +113,7 @@ def measure(
     calls = result.calls + result.errors
     return TrafficRow(
         workload=workload.kind,
+        client=client.name,
         calls_per_second=result.calls_per_second,
         lookups_per_second=result.calls_per_second * workload.lookups_per_call,
         p50_ms=result.p50_ms,
@@ -137,7 +143,14 @@ def run(
             f" {', '.join(f'{r:.0f}' for r in startup.idle_rss_mib)} MiB",
             flush=True,
         )
-        client = PythonClient(server.target, token, settings.concurrency, settings.client_processes)
+        client = workload_client(
+            settings.client,
+            server.target,
+            token,
+            settings.concurrency,
+            settings.users,
+            settings.client_processes,
+        )
         rows: list[TrafficRow] = []
         try:
             for kind in WORKLOADS:

@@ -2,6 +2,8 @@
 
 A workload is a small picklable description (sent to the client processes); each caller
 turns it into an endless stream of (method, body) pairs with its own random generator.
+The Go client (clients/go/cmd/segsvc-load) draws the same shapes with the same constants
+in Go, so that either client measures the same traffic: change both together.
 
 - `uniform`: GetUserSegments for ids drawn uniformly from 1..users (every read a miss
   for any cache smaller than the data set: the database path).

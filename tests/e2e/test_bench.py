@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,10 @@ def test_quick_bench_measures_every_workload_and_target(admin_url: str, tmp_path
     (saved,) = tmp_path.glob("*.json")
     report = json.loads(saved.read_text())
     assert [row["workload"] for row in report["traffic"]] == list(WORKLOADS)
+    # The default client: Go's whenever Go is installed (make test installs it).
+    expected_client = "go" if shutil.which("go") else "python"
+    assert {row["client"] for row in report["traffic"]} == {expected_client}
+    assert f"callers of the {expected_client} client" in result.stdout
     for row in report["traffic"]:
         assert row["calls_per_second"] > 0, row
         assert row["errors"] == 0, row

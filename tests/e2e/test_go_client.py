@@ -3,7 +3,6 @@ toolchain and gRPC packages, against the real server: an API key, an update, a r
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from collections.abc import Iterator
@@ -15,19 +14,12 @@ from segsvc.server import SegsvcServer
 from segsvc_client import Role, SegsvcClient
 from tests.conftest import ADMIN_CREDENTIALS
 from tests.support.names import Names
-
-ROOT = Path(__file__).resolve().parents[2]
+from tools.go_build import build
 
 
 @pytest.fixture(scope="session")
 def go_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = importlib.util.spec_from_file_location("go_example", ROOT / "tools" / "go_example.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    built: Path = module.build(tmp_path_factory.mktemp("go") / "segsvc-example")
-    return built
+    return build("segsvc-example", tmp_path_factory.mktemp("go") / "segsvc-example")
 
 
 @pytest.fixture(scope="module")
