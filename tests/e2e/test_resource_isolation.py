@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,7 +106,7 @@ def test_idle_imports_cannot_take_every_thread(
         yield pb.ImportUsersRequest(user_ids=[user_id])
         release.wait(20)
 
-    calls = [
+    calls: list[Callable[[], object]] = [
         users.ImportUsers.future(one_message_then_silence(uid), metadata=md, timeout=20)
         for uid in ids
     ]
@@ -252,7 +252,7 @@ def test_dropped_connections_cost_no_call(
     request = pb.GetUserSegmentsRequest(user_id=1)
     update = pb.UpdateUserSegmentsRequest(user_id=1, add=[pb.SegmentAddition(slug=slug)])
     past = pb.GetUserSegmentsRequest(user_id=1, as_of=timestamp(datetime.now(UTC)))
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: users.GetUserSegments(request, metadata=md, timeout=5),
         lambda: users.UpdateUserSegments(update, metadata=md, timeout=5),
         lambda: users.GetUserSegments(past, metadata=md, timeout=5),
