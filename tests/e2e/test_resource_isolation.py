@@ -106,7 +106,7 @@ def test_idle_imports_cannot_take_every_thread(
         yield pb.ImportUsersRequest(user_ids=[user_id])
         release.wait(20)
 
-    calls: list[Callable[[], object]] = [
+    calls = [
         users.ImportUsers.future(one_message_then_silence(uid), metadata=md, timeout=20)
         for uid in ids
     ]
