@@ -4,7 +4,9 @@ Creates a fresh database (bench_<random>) on the server of SEGSVC_BENCH_DATABASE
 (default postgresql://postgres@127.0.0.1:5432/postgres), seeds N users (default
 1 000 000; --quick: 10 000 and 1 s rounds, to prove the benchmark works, not to
 measure), 1 000 segments and 8 memberships per user, and starts segsvc as production
-would: a separate `segsvc serve` on a real PostgreSQL. Then:
+would: a separate `segsvc serve` on a real PostgreSQL, from the executable named by
+SEGSVC_BENCH_SERVER (`make bench`: a virtualenv of the runtime dependencies only, as a
+production install has; else this one's). Then:
 
   traffic uniform and Zipf reads, batches of 100, updates and the 95/5 mix from 64
           callers, with start-up time and idle memory (bench.traffic)
@@ -247,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": _commit(),
+        "server_executable": SEGSVC,
         "cpus": os.cpu_count(),
         "users": args.users,
         "seconds": args.seconds,
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     report["load_average_start"] = os.getloadavg()
     name, url = seed.create_database(ADMIN_URL)
-    print(f"database {name}", flush=True)
+    print(f"database {name}; server {SEGSVC}", flush=True)
     try:
         print(f"seeding {args.users:,} users, 1 000 segments, 8 memberships each:", flush=True)
         report["seed_seconds"] = seed.seed(url, args.users)

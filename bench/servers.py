@@ -8,6 +8,7 @@ benchmark, which then stops the servers in order and drops its database.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -19,7 +20,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-SEGSVC = str(Path(sys.executable).parent / "segsvc")
+# The `segsvc` executable measured: `make bench` sets SEGSVC_BENCH_SERVER to one installed
+# as production installs it (Makefile: BENCH_VENV); by default this virtualenv's.
+SEGSVC = os.environ.get("SEGSVC_BENCH_SERVER") or str(Path(sys.executable).parent / "segsvc")
 START_TIMEOUT = 120.0
 
 
