@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Reason(StrEnum):
@@ -16,9 +17,13 @@ class Reason(StrEnum):
     SEGMENT_DELETED = "segment_deleted"
 
 
-@dataclass(frozen=True)
-class ActiveSegment:
-    """A segment a user is in (now, or at some instant in the past)."""
+class ActiveSegment(NamedTuple):
+    """A segment a user is in (now, or at some instant in the past).
+
+    A named tuple rather than a frozen dataclass like the others: the hot reads make
+    one per row, 800 for a batch of 100 users, and a frozen dataclass costs twice as
+    much to build (each field is set through object.__setattr__).
+    """
 
     slug: str
     added_at: datetime
