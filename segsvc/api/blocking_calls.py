@@ -57,7 +57,12 @@ Blocking = Callable[[Any, grpc.ServicerContext], Any]
 
 
 class _RequestPump:
-    """A request stream read from a worker thread: each message is read by the loop."""
+    """A request stream read from a worker thread: each message is read by the loop.
+
+    The loop reads one message ahead: while the thread works on a message (an import
+    writes its ids to COPY), the next one is already being received and parsed, so the
+    two overlap instead of taking turns (one message of 10 000 ids held in advance).
+    """
 
     def __init__(self, messages: AsyncIterator[Any], loop: asyncio.AbstractEventLoop) -> None:
         self._messages = messages
@@ -65,25 +70,32 @@ class _RequestPump:
         self._lock = threading.Lock()
         self._pending: Future[Any] | None = None
         self._cancelled = False
+        self._ended = False
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
-        with self._lock:
-            if self._cancelled:
-                raise StreamCancelled("the request stream was cancelled")
-            pending = asyncio.run_coroutine_threadsafe(self._read(), self._loop)
-            self._pending = pending
+        if self._ended:
+            raise StopIteration
+        pending = self._pending or self._read_next()
         try:
             message = pending.result()
         except (FutureCancelled, Exception):
             raise StreamCancelled("the request stream was cancelled") from None
-        finally:
-            self._pending = None
         if message is _END:
+            self._ended = True
+            self._pending = None
             raise StopIteration
+        self._read_next()
         return message
+
+    def _read_next(self) -> Future[Any]:
+        with self._lock:
+            if self._cancelled:
+                raise StreamCancelled("the request stream was cancelled")
+            self._pending = asyncio.run_coroutine_threadsafe(self._read(), self._loop)
+            return self._pending
 
     async def _read(self) -> Any:
         return await anext(self._messages, _END)
