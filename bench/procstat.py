@@ -58,6 +58,17 @@ def tree_usage(pid: int) -> tuple[float, list[Usage]]:
     return sum(u.cpu_seconds for u in each), each
 
 
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """CPU seconds of `pid` and of each descendant, by process id."""
+    found: dict[int, float] = {}
+    for member in descendants(pid):
+        try:
+            found[member] = usage(member).cpu_seconds
+        except (OSError, KeyError):
+            continue
+    return found
+
+
 def reset_peak(pid: int) -> bool:
     """Start VmHWM again from the current RSS (Linux >= 4.0: "5" > clear_refs), so the
     peak read after one operation belongs to that operation alone. False if not allowed,

@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import prewarm
 from bench.clients import WorkloadClientKind, workload_client
 from bench.load import LoadClient
-from bench.procstat import tree_usage
+from bench.procstat import cpu_by_process, tree_usage
 from bench.server_metrics import CacheCounts, cache_counts, hit_ratio, scrape
 from bench.servers import SEGSVC, Server, free_port, launch
 from bench.workloads import Workload
@@ -55,6 +55,10 @@ class TrafficRow:
     cache_hit_ratio: float | None
     server_cpu_ms_per_1000: float
     server_cores: float
+    # Of the server's CPU in the round, the share of its busiest process: near
+    # 1/workers when the kernel spreads connections over the workers evenly, near 1 when
+    # one worker serves them all (README, "Several processes on one port").
+    busiest_process_share: float
     client_cores: float
     load_average: float
     prewarm_seconds: float
@@ -105,11 +109,12 @@ def measure(
     warmed = prewarm.prewarm(url)
     load_average = os.getloadavg()[0]
     cache_before = _cache(server)
-    cpu_before, _ = tree_usage(server.pid)
+    before = cpu_by_process(server.pid)
     result = client.round(seconds, workload)
-    cpu_after, _ = tree_usage(server.pid)
+    after = cpu_by_process(server.pid)
     cache_after = _cache(server)
-    cpu = cpu_after - cpu_before
+    each = [cpu - before.get(pid, 0.0) for pid, cpu in after.items()]
+    cpu = sum(each)
     calls = result.calls + result.errors
     return TrafficRow(
         workload=workload.kind,
@@ -122,6 +127,7 @@ def measure(
         cache_hit_ratio=hit_ratio(cache_before, cache_after),
         server_cpu_ms_per_1000=cpu * 1e6 / max(1, calls),
         server_cores=cpu / result.seconds if result.seconds else 0.0,
+        busiest_process_share=max(each, default=0.0) / cpu if cpu else 0.0,
         client_cores=result.client_cpu_seconds / result.seconds if result.seconds else 0.0,
         load_average=load_average,
         prewarm_seconds=warmed,
@@ -161,6 +167,7 @@ def run(
                     f" ({row.lookups_per_second:,.0f} look-ups/s)"
                     f"  p50/p99 {row.p50_ms:.1f}/{row.p99_ms:.1f} ms  errors {row.errors}"
                     f"  cache hits {ratio}  server {row.server_cores:.2f} cores"
+                    f" ({row.busiest_process_share:.0%} in its busiest process)"
                     f"  client {row.client_cores:.2f} cores  load {row.load_average:.2f}"
                     + (f"  first error: {row.first_error}" if row.first_error else ""),
                     flush=True,

@@ -53,6 +53,7 @@ def test_quick_bench_measures_every_workload_and_target(admin_url: str, tmp_path
         assert row["calls_per_second"] > 0, row
         assert row["errors"] == 0, row
         assert row["client_cores"] > 0, row
+        assert 0 < row["busiest_process_share"] <= 1, row
     assert set(report["figures"]) == {target.key for target in TARGETS}
     for target in TARGETS:
         assert target.what in result.stdout
