@@ -14,13 +14,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import structlog
 from pydantic import ValidationError
 
-from segsvc import accounts_cli, cli_commands
+from segsvc import accounts_cli, cli_commands, start_barrier
 from segsvc.config import Settings
 from segsvc.observability.logs import configure_logging
 from segsvc.startup import StartupError, resolve_jwt_secret
@@ -93,14 +94,17 @@ def serve(settings: Settings) -> int:
     return _run(SegsvcServer(settings, url), lambda: False)
 
 
-def serve_worker(settings: Settings, index: int, ready_fd: int) -> int:
-    """One worker behind the supervisor: serve, say so on `ready_fd`, and stop on
-    SIGTERM or when the supervisor is gone (a worker must not outlive it)."""
+def serve_worker(settings: Settings, index: int, ready_fd: int, count: int, marks: Path) -> int:
+    """One worker behind the supervisor: bind the port, wait until all `count` workers
+    listen (segsvc.start_barrier, marks in `marks`), serve, say so on `ready_fd`, and
+    stop on SIGTERM or when the supervisor is gone (a worker must not outlive it)."""
     from segsvc.server import ProcessRole, SegsvcServer  # see _run
 
     parent = os.getppid()
     url = settings.database_url.get_secret_value() if settings.database_url else ""
     server = SegsvcServer(settings, url, role=ProcessRole.for_worker(index))
+    start_barrier.listening(marks, index)
+    start_barrier.wait_for_siblings(marks, count)
     return _run(server, lambda: os.getppid() != parent, ready_fd)
 
 
@@ -150,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker_cmd.add_argument("index", type=int)
     worker_cmd.add_argument("ready_fd", type=int)
+    worker_cmd.add_argument("count", type=int)
+    worker_cmd.add_argument("marks", type=Path)
     cli_commands.add_parsers(commands)
     args = parser.parse_args(argv)
     if args.command in cli_commands.COMMANDS:
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return serve(settings)
         if args.command == "worker":
-            return serve_worker(settings, args.index, args.ready_fd)
+            return serve_worker(settings, args.index, args.ready_fd, args.count, args.marks)
         if args.command == "accounts":
             url, _embedded = _database_url(settings)
             return accounts_cli.run(args, settings, url)

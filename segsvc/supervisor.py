@@ -9,6 +9,9 @@ SO_REUSEPORT (the kernel spreads new connections over them) under this superviso
 - worker 0 also serves the HTTP side port and runs the expiry sweeper (ProcessRole), so
   both exist once; /metrics there sums every worker's figures (prometheus-client's
   multiprocess mode, in a directory this supervisor owns);
+- a worker starts serving only once every worker listens on the gRPC port
+  (segsvc.start_barrier, marks in a directory this supervisor owns), so the kernel
+  spreads the first connections over all of them;
 - "serving" is logged once every worker serves (each says so on a pipe); a worker that
   fails before it ever served ends the start-up with its exit status, as a single
   process would; one that dies later is replaced (its live gauges dropped), with a
@@ -87,6 +90,7 @@ class Supervisor:
     jwt_secret: str | None = None
     workers: dict[int, _Worker] = field(default_factory=dict)
     _addresses: tuple[str, str] = ("", "")
+    _marks: str = ""
     _stopping: bool = False
     _failures: int = 0
 
@@ -96,6 +100,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         status = 1
+        self._marks = tempfile.mkdtemp(prefix="segsvc-listening-")
         try:
             for index in range(self.count):
                 self._start(index, env)
@@ -104,6 +109,7 @@ class Supervisor:
             if not self._stop_all() and status == 0:
                 status = 1
             shutil.rmtree(env[MULTIPROCESS_DIR_ENV], ignore_errors=True)
+            shutil.rmtree(self._marks, ignore_errors=True)
         return status
 
     def _worker_env(self) -> dict[str, str]:
@@ -120,7 +126,10 @@ class Supervisor:
 
     def _start(self, index: int, env: dict[str, str]) -> None:
         read_fd, write_fd = os.pipe()
-        command = [sys.executable, "-m", "segsvc", "worker", str(index), str(write_fd)]
+        command = [
+            *(sys.executable, "-m", "segsvc", "worker"),
+            *(str(index), str(write_fd), str(self.count), self._marks),
+        ]
         process = subprocess.Popen(command, env=env, pass_fds=(write_fd,))  # noqa: S603 - our own interpreter
         os.close(write_fd)
         self.workers[index] = _Worker(index, process, read_fd, time.monotonic())

@@ -102,6 +102,54 @@ def test_two_workers_share_one_port_and_act_as_one_server(database_url: str) -> 
     assert events.count('"event": "serving"') == 1
 
 
+def _first_serving_answer(port: int, timeout: float = 60) -> None:
+    """Return as soon as any process on `port` answers SERVING (as a load balancer's
+    readiness check or an eager client would see it), not when all of them serve."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=0.2
+                )
+            except grpc.RpcError:
+                continue
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+    raise AssertionError(f"nothing answered SERVING on port {port} within {timeout} s")
+
+
+def test_connections_made_at_the_first_serving_answer_reach_every_worker(
+    database_url: str,
+) -> None:
+    """A worker served before its sibling had bound the port, and every connection made
+    meanwhile went to it and stayed there (4 starts in 5 on the development machine).
+    Now no worker serves before all listen (segsvc.start_barrier). Three starts, so that
+    the old race would have shown in all but one in a hundred runs."""
+    for _ in range(3):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(
+            [SEGSVC, "serve"],
+            env=child_env(
+                SEGSVC_DATABASE_URL=database_url,
+                SEGSVC_JWT_SECRET=JWT_SECRET,
+                SEGSVC_GRPC_ADDR=f"127.0.0.1:{port}",
+                SEGSVC_HTTP_ADDR="127.0.0.1:0",
+                SEGSVC_PROCESSES="2",
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _first_serving_answer(port)
+            assert len(_answering_processes(port, 16)) == 2
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie awaiting its parent counts as gone)."""
     try:
