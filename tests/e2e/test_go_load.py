@@ -20,11 +20,9 @@ import pytest
 from bench.go_load import GoClient
 from bench.workloads import Workload, calls
 from segmentation.v1 import user_service_pb2 as pb
-from segsvc.domain.roles import Role as ServerRole
 from segsvc.server import SegsvcServer
-from segsvc.service_layer.accounts import create_account
 from segsvc_client import Role, SegsvcClient
-from tests.support.servers import make_settings
+from tests.support.servers import server_with_admin
 from tools.go_build import build
 
 USERS = 5
@@ -41,11 +39,8 @@ def go_load(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def load_server(fresh_database: Callable[[], str]) -> Iterator[SegsvcServer]:
-    server = SegsvcServer(make_settings(), fresh_database())
-    server.start()
-    create_account(server.db, "Admin", *ADMIN, ServerRole.ADMIN, bcrypt_rounds=4)
-    yield server
-    server.stop(grace=0)
+    with server_with_admin(fresh_database(), "Admin", *ADMIN) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

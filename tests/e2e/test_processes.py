@@ -24,6 +24,17 @@ CHECK = "/grpc.health.v1.Health/Check"
 PREFIX = 16
 
 
+def two_workers(database_url: str, grpc_addr: str) -> dict[str, str]:
+    """The environment of a `segsvc serve` of two workers serving gRPC on `grpc_addr`."""
+    return child_env(
+        SEGSVC_DATABASE_URL=database_url,
+        SEGSVC_JWT_SECRET=JWT_SECRET,
+        SEGSVC_GRPC_ADDR=grpc_addr,
+        SEGSVC_HTTP_ADDR="127.0.0.1:0",
+        SEGSVC_PROCESSES="2",
+    )
+
+
 def _workers(supervisor: int) -> set[int]:
     children: set[int] = set()
     for task in Path(f"/proc/{supervisor}/task").iterdir():
@@ -67,15 +78,7 @@ def _wait(condition: object, seconds: float = 30) -> bool:
 
 
 def test_two_workers_share_one_port_and_act_as_one_server(database_url: str) -> None:
-    server = start_process(
-        child_env(
-            SEGSVC_DATABASE_URL=database_url,
-            SEGSVC_JWT_SECRET=JWT_SECRET,
-            SEGSVC_GRPC_ADDR="127.0.0.1:0",
-            SEGSVC_HTTP_ADDR="127.0.0.1:0",
-            SEGSVC_PROCESSES="2",
-        )
-    )
+    server = start_process(two_workers(database_url, "127.0.0.1:0"))
     try:
         workers = _workers(server.process.pid)
         assert len(workers) == 2
@@ -132,13 +135,7 @@ def test_connections_made_at_the_first_serving_answer_reach_every_worker(
             port = probe.getsockname()[1]
         process = subprocess.Popen(
             [SEGSVC, "serve"],
-            env=child_env(
-                SEGSVC_DATABASE_URL=database_url,
-                SEGSVC_JWT_SECRET=JWT_SECRET,
-                SEGSVC_GRPC_ADDR=f"127.0.0.1:{port}",
-                SEGSVC_HTTP_ADDR="127.0.0.1:0",
-                SEGSVC_PROCESSES="2",
-            ),
+            env=two_workers(database_url, f"127.0.0.1:{port}"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -166,13 +163,7 @@ def test_a_taken_port_is_refused_by_the_supervisor(database_url: str) -> None:
         port = taken.getsockname()[1]
         result = subprocess.run(
             [SEGSVC, "serve"],
-            env=child_env(
-                SEGSVC_DATABASE_URL=database_url,
-                SEGSVC_JWT_SECRET=JWT_SECRET,
-                SEGSVC_GRPC_ADDR=f"127.0.0.1:{port}",
-                SEGSVC_HTTP_ADDR="127.0.0.1:0",
-                SEGSVC_PROCESSES="2",
-            ),
+            env=two_workers(database_url, f"127.0.0.1:{port}"),
             capture_output=True,
             text=True,
             timeout=60,

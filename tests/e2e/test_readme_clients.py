@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from segsvc.domain.roles import Role as ServerRole
 from segsvc.server import SegsvcServer
-from segsvc.service_layer.accounts import create_account
 from segsvc_client import Role, SegsvcClient
-from tests.support.servers import make_settings
+from tests.support.servers import server_with_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION_TITLE = "## Calling segsvc from your service"
@@ -40,11 +38,8 @@ def block(language: str, index: int = 0) -> str:
 @pytest.fixture(scope="module")
 def fresh_server(fresh_database: Callable[[], str]) -> Iterator[SegsvcServer]:
     """A server of its own, so the README's fixed slugs and user ids are free."""
-    server = SegsvcServer(make_settings(), fresh_database())
-    server.start()
-    create_account(server.db, "Ops", *OPS, ServerRole.ADMIN, bcrypt_rounds=4)
-    yield server
-    server.stop(grace=0)
+    with server_with_admin(fresh_database(), "Ops", *OPS) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

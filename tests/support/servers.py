@@ -27,7 +27,9 @@ from segmentation.v1 import segment_service_pb2_grpc as segment_grpc
 from segmentation.v1 import user_service_pb2_grpc as user_grpc
 from segsvc.config import Settings
 from segsvc.domain.clock import Clock
+from segsvc.domain.roles import Role
 from segsvc.server import SegsvcServer
+from segsvc.service_layer.accounts import create_account
 
 # Random per test run: the server refuses guessable secrets.
 JWT_SECRET = secrets.token_urlsafe(48)
@@ -108,6 +110,21 @@ class ServerProcess:
         """SIGTERM, wait, return the exit status."""
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
+
+
+@contextmanager
+def server_with_admin(
+    database_url: str, name: str, username: str, password: str
+) -> Iterator[SegsvcServer]:
+    """An in-process server of its own on `database_url` with one admin account, for
+    tests that need fixed slugs and user ids free of other tests' data."""
+    server = SegsvcServer(make_settings(), database_url)
+    server.start()
+    create_account(server.db, name, username, password, Role.ADMIN, bcrypt_rounds=4)
+    try:
+        yield server
+    finally:
+        server.stop(grace=0)
 
 
 def child_env(**settings: str) -> dict[str, str]:
