@@ -9,6 +9,7 @@ a traceback: they are operator errors, not bugs.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -112,6 +113,11 @@ def _run(server: SegsvcServer, orphaned: Callable[[], bool], ready_fd: int = -1)
     # segsvc.server (grpc, the whole service) is imported by the processes that serve,
     # not by the supervisor, which would otherwise hold it in memory for nothing.
     server.start()
+    # Everything built so far (modules, servicers, pools) lives as long as the process:
+    # moved out of the collector's sight, a full collection under load scans only what
+    # came later. Measured on a worker: 72 000 objects, a full collection 50-65 ms (every
+    # call on the worker waits) before, 1.4 ms after (README, "Performance").
+    gc.freeze()
     if ready_fd >= 0:
         os.write(ready_fd, b"1")
         os.close(ready_fd)
