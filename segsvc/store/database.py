@@ -124,8 +124,10 @@ def _check_lent(conn: Connection) -> None:
     seen here, but neither would the check query see it before the TCP timeout;
     statement and pool timeouts bound that case.
     """
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
+    # poll, not select: a busy process's descriptors may pass select's limit of 1024.
+    socket_state = select.poll()
+    socket_state.register(conn.pgconn.socket, select.POLLIN)
+    if socket_state.poll(0):
         ConnectionPool.check_connection(conn)
 
 
