@@ -29,15 +29,15 @@ ends the watcher when the server stops accepting calls.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
 import structlog
 from grpc_health.v1 import health, health_pb2
 
+from segsvc.loop_thread import LoopThread
 from segsvc.store import migrations
 from segsvc.store.database import Database
 
@@ -58,7 +58,7 @@ class HealthMonitor:
         service_names: Iterable[str],
         interval: float,
         migrations_dir: Path,
-        loop: asyncio.AbstractEventLoop,
+        loop: LoopThread,
     ) -> None:
         self.db = db
         self.loop = loop
@@ -128,13 +128,10 @@ class HealthMonitor:
         """Stop watching; every service NOT_SERVING for good."""
         self._draining.set()
         self._stop.set()
-        self._on_loop(self.servicer.enter_graceful_shutdown())
+        self.loop.run(self.servicer.enter_graceful_shutdown())
 
     def _set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
-        self._on_loop(self.servicer.set(service, status))
-
-    def _on_loop(self, work: Coroutine[object, object, None]) -> None:
-        asyncio.run_coroutine_threadsafe(work, self.loop).result()
+        self.loop.run(self.servicer.set(service, status))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -11,18 +11,15 @@ process's main thread only starts and stops it all.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
 
 import grpc
 import structlog
-import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -46,6 +43,7 @@ from segsvc.domain.report_links import ReportLinkSigner
 from segsvc.domain.tokens import TokenService
 from segsvc.health import HealthMonitor
 from segsvc.http.server import HttpEndpoints
+from segsvc.loop_thread import LoopThread
 from segsvc.observability.metrics import Metrics
 from segsvc.service_layer.accounts import Accounts
 from segsvc.service_layer.api_keys import ApiKeys
@@ -61,7 +59,6 @@ from segsvc.store import migrations
 from segsvc.store.database import Database
 
 log = structlog.get_logger("segsvc.server")
-T = TypeVar("T")
 
 CONTRACT_FILES = [
     auth_service_pb2.DESCRIPTOR,
@@ -117,15 +114,11 @@ class SegsvcServer:
     ) -> None:
         # The gRPC event loop runs first: grpc.aio binds a server to the loop it is made
         # on, and the health servicer publishes through it.
-        self._loop = uvloop.new_event_loop()
-        self._loop_thread = threading.Thread(
-            target=self._loop.run_forever, name="grpc-loop", daemon=True
-        )
-        self._loop_thread.start()
+        self._loop = LoopThread()
         try:
             self._assemble(settings, database_url, clock, role)
         except BaseException:
-            self._close_loop()
+            self._loop.close()
             raise
 
     def _assemble(
@@ -220,17 +213,8 @@ class SegsvcServer:
             self.access = access_rules.load(CONTRACT_FILES)
         except access_rules.MissingAccessRule as exc:
             raise StartupError(str(exc)) from None
-        self.grpc_server = self._on_loop(self._build_grpc())
-        self.grpc_port = self._on_loop(self._bind_grpc())
-
-    def _on_loop(self, work: Coroutine[object, object, T]) -> T:
-        """Run `work` on the event loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
-
-    def _close_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._loop_thread.join(timeout=5)
-        self._loop.close()
+        self.grpc_server = self._loop.run(self._build_grpc())
+        self.grpc_port = self._loop.run(self._bind_grpc())
 
     async def _build_grpc(self) -> grpc.aio.Server:
         s = self.settings
@@ -314,7 +298,7 @@ class SegsvcServer:
         self.db.open()
         if self.settings.cache_users:
             self.cache_listener.start()
-        self._on_loop(self.db.open_reads())
+        self._loop.run(self.db.open_reads())
         assert self.db.read_pool is not None
         self.metrics.watch_pool(self.db.read_pool, "segsvc_db_read_pool")
         self.health.start()
@@ -323,7 +307,7 @@ class SegsvcServer:
         self.stream_watchdog.start()
         if self.http is not None:
             self.http.start()
-        self._on_loop(self.grpc_server.start())
+        self._loop.run(self.grpc_server.start())
         log.info(
             "serving" if self.role.worker is None else "worker_serving",
             grpc_port=self.grpc_port,
@@ -351,9 +335,9 @@ class SegsvcServer:
             time.sleep(drain)
         log.info("stopping", grace_seconds=grace)
         self.health.shutdown()
-        self._on_loop(self.grpc_server.stop(grace))
-        self._on_loop(self.db.close_reads())
-        self._close_loop()
+        self._loop.run(self.grpc_server.stop(grace))
+        self._loop.run(self.db.close_reads())
+        self._loop.close()
         self.blocking.shutdown()
         self.sweeper.stop()
         self.stream_watchdog.stop()
